@@ -1,0 +1,44 @@
+"""The provider registry: every benchmarked implementation, with its availability.
+
+A provider is added in one module plus one line in `_FAMILIES`. Extra provider modules (plugins,
+tests) can be named in NVFP4BENCH_PROVIDER_MODULES (comma-separated import paths), each exposing a
+`PROVIDERS` list; the variable is inherited by the worker processes that run the providers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import torch
+
+from . import torch_bf16, triton_nvfp4, vllm_cutlass
+from .base import Prepared, Provider
+
+_FAMILIES = [torch_bf16, vllm_cutlass, triton_nvfp4]
+
+
+def _load() -> dict[str, Provider]:
+    modules = list(_FAMILIES)
+    extra = os.environ.get("NVFP4BENCH_PROVIDER_MODULES", "")
+    modules += [importlib.import_module(name) for name in extra.split(",") if name.strip()]
+    return {p.name: p for module in modules for p in module.PROVIDERS}
+
+
+PROVIDERS: dict[str, Provider] = _load()
+
+
+def get_provider(name: str) -> Provider:
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        known = ", ".join(PROVIDERS)
+        raise ValueError(f"unknown provider {name!r}; known: {known}") from None
+
+
+def availability(names: list[str], device: torch.device) -> dict[str, str | None]:
+    """name -> None (runs here) or the reason it is skipped."""
+    return {name: get_provider(name).unavailable_reason(device) for name in names}
+
+
+__all__ = ["PROVIDERS", "Prepared", "Provider", "availability", "get_provider"]

@@ -1,0 +1,61 @@
+"""What a provider is: an availability check and a builder of the timed call plus its reference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+# The reference of a prepared call: float64 expected output at the given rows (of M) and columns
+# (of N). Sampled, because a float64 product of a whole 32768 x 57344 x 8192 GEMM takes minutes.
+Reference = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One provider set up for one problem: `run()` is what gets timed."""
+
+    run: Callable[[], torch.Tensor]
+    reference: Reference
+    # Largest acceptable relative Frobenius error of run() against reference on the sample.
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    description: str
+    # Timed once per Hadamard size (True) or once per batch size (False, e.g. BF16, noquant GEMM).
+    uses_had_size: bool
+    # None when the provider can run on this device, else the reason it cannot (one line).
+    unavailable_reason: Callable[[torch.device], str | None]
+    # (a bf16 [M, K], b bf16 [N, K], had_size or None) -> Prepared
+    prepare: Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]
+
+
+def compute_capability(device: torch.device) -> tuple[int, int] | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def needs_cuda_capability(
+    minimum: tuple[int, int], allowed_majors: tuple[int, ...] | None = None
+) -> Callable[[torch.device], str | None]:
+    """An availability check on the CUDA compute capability."""
+
+    def check(device: torch.device) -> str | None:
+        cap = compute_capability(device)
+        if cap is None:
+            return f"needs a CUDA GPU of compute capability >= {minimum[0]}.{minimum[1]}; ran on {device.type}"
+        if cap < minimum or (allowed_majors is not None and cap[0] not in allowed_majors):
+            wanted = (
+                "/".join(f"{m}.x" for m in allowed_majors)
+                if allowed_majors
+                else f">= {minimum[0]}.{minimum[1]}"
+            )
+            return f"needs compute capability {wanted}; this GPU is {cap[0]}.{cap[1]}"
+        return None
+
+    return check

@@ -1,0 +1,102 @@
+"""The seed's Blackwell path: qutlass `fusedQuantizeNv` + vLLM's CUTLASS NVFP4 GEMM.
+
+These are the exact calls of vLLM's benchmarks/kernels/bench_nvfp4_qutlass.py. They need compute
+capability 10.x/12.x, CUDA >= 12.8 and vLLM built with them; anywhere else the rows are skipped
+with the reason. Nothing here is emulated.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Prepared, Provider, needs_cuda_capability
+
+# The GEMM does not depend on the Hadamard size; the noquant provider quantizes its inputs with
+# this one (any valid size gives the same kernel work).
+NOQUANT_HAD_SIZE = 16
+
+_capability_check = needs_cuda_capability((10, 0), allowed_majors=(10, 12))
+
+
+def _unavailable_reason(device: torch.device) -> str | None:
+    reason = _capability_check(device)
+    if reason:
+        return reason
+    try:
+        from vllm import _custom_ops as ops
+        from vllm._custom_ops import fusedQuantizeNv  # noqa: F401
+        from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
+    except Exception as error:  # ImportError, or a vLLM build without these ops
+        return f"vLLM with qutlass ops not importable: {type(error).__name__}: {error}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if not ops.cutlass_scaled_mm_supports_fp4(major * 10 + minor):
+        return f"this vLLM build has no CUTLASS FP4 GEMM for capability {major}.{minor}"
+    return None
+
+
+def _quantize(x: torch.Tensor, hadamard: torch.Tensor, global_scale: torch.Tensor):
+    """fusedQuantizeNv + swizzle, as the seed does: (packed, linear scales, swizzled scales)."""
+    from vllm._custom_ops import fusedQuantizeNv
+    from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked
+
+    packed, scales = fusedQuantizeNv(x, hadamard, global_scale)
+    blocked = to_blocked(scales, backend="triton").view(-1, x.shape[-1] // 16)
+    return packed, scales, blocked
+
+
+def _make_prepare(quantize_activation: bool):
+    def prepare(a: torch.Tensor, b: torch.Tensor, had_size: int | None) -> Prepared:
+        from vllm import _custom_ops as ops
+
+        from ..numerics import dequantize_nvfp4, hadamard_matrix
+
+        M, K = a.shape
+        hadamard = hadamard_matrix(had_size or NOQUANT_HAD_SIZE, torch.bfloat16, a.device)
+        global_scale = torch.tensor([1.0], device=a.device)
+        alpha = torch.tensor([1.0], device=a.device)
+        b_packed, b_scales, b_blocked = _quantize(b, hadamard, global_scale)
+        a_packed, a_scales, a_blocked = _quantize(a, hadamard, global_scale)
+
+        def gemm(a_packed, a_blocked):
+            return ops.cutlass_scaled_fp4_mm(
+                a_packed, b_packed, a_blocked, b_blocked, alpha, torch.bfloat16
+            )
+
+        if quantize_activation:
+
+            def run():
+                packed, _, blocked = _quantize(a, hadamard, global_scale)
+                return gemm(packed, blocked)
+        else:
+
+            def run():
+                return gemm(a_packed, a_blocked)
+
+        def reference(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+            k16 = K // 16
+            a_dq = dequantize_nvfp4(a_packed[rows], a_scales[:M][rows, :k16]).double()
+            b_dq = dequantize_nvfp4(b_packed[cols], b_scales[cols, :k16]).double()
+            return a_dq @ b_dq.T * float(alpha)
+
+        # qutlass asserts bit equality with bf16(a_dq @ b_dq^T); allow bf16 output rounding only.
+        return Prepared(run=run, reference=reference, tolerance=1e-2)
+
+    return prepare
+
+
+PROVIDERS = [
+    Provider(
+        name="nvfp4",
+        description="qutlass fusedQuantizeNv (Hadamard + NVFP4 quantize) + CUTLASS FP4 GEMM, vLLM",
+        uses_had_size=True,
+        unavailable_reason=_unavailable_reason,
+        prepare=_make_prepare(quantize_activation=True),
+    ),
+    Provider(
+        name="nvfp4-noquant",
+        description="CUTLASS FP4 GEMM on a pre-quantized activation, vLLM",
+        uses_had_size=False,
+        unavailable_reason=_unavailable_reason,
+        prepare=_make_prepare(quantize_activation=False),
+    ),
+]
