@@ -1,0 +1,252 @@
+"""Reference NVFP4 (E2M1 values, E4M3 scale per 16, fp32 global scale) with Hadamard rotation.
+
+Pure torch, device-agnostic, vectorised (no Python loops over blocks). What it computes is
+/work/shared/NVFP4_SPEC.md ("fusedQuantizeNv"), in brief, for each row and each 16-block along K:
+
+    y     = rotate(x, r)                      # bf16 operands, fp32 accumulation, block-diagonal
+    amax  = max |y|                           # no epsilon
+    SF    = gs * amax / 6                     # fp32
+    s     = e4m3(min(SF, 448))                # RNE, saturating (the stored scale)
+    S     = s (rounded_scale=True, canonical) or SF (rounded_scale=False, qutlass 830d2c4)
+    inv   = 1 / (S / gs), 0 when S == 0       # fp32
+    q     = e2m1(y * inv)                     # RNE, saturating at +-6
+    x_hat = q * s / gs                        # dequantize_nvfp4
+
+Codes: magnitude index 0..7 for {0, .5, 1, 1.5, 2, 3, 4, 6}, sign in bit 3 taken from the sign
+bit of y * inv (as PTX ``cvt.rn.satfinite.e2m1x2.f32`` does: a negative value that rounds to zero
+gives code 0x8, i.e. -0). Element 2i goes in the low nibble of byte i, element 2i+1 in the high one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8
+from compressed_tensors.transform.utils.hadamard import deterministic_hadamard_matrix
+
+__all__ = [
+    "BLOCK",
+    "E4M3_MAX",
+    "E2M1_MAX",
+    "HAD_SIZES",
+    "hadamard_matrix",
+    "rotate",
+    "quantize_nvfp4",
+    "dequantize_nvfp4",
+    "to_blocked",
+    "from_blocked",
+    "check_shape",
+    "relative_error",
+]
+
+BLOCK = 16  # values per E4M3 scale
+E4M3_MAX = 448.0
+E2M1_MAX = 6.0
+HAD_SIZES = (16, 32, 64, 128)  # rotation sizes the kernels support
+
+# E2M1 rounding boundaries (midpoints between neighbouring grid values) and, per boundary, whether
+# a value exactly on it goes up. Round-to-nearest-even: the tie goes to the neighbour whose mantissa
+# bit is 0, i.e. to the even code index: 0.25 -> 0 (idx 0), 0.75 -> 1 (idx 2), 1.25 -> 1 (idx 2),
+# 1.75 -> 2 (idx 4), 2.5 -> 2 (idx 4), 3.5 -> 4 (idx 6), 5 -> 4 (idx 6). Anything above 5 saturates
+# to 6 (idx 7), including inf.
+_E2M1_BOUNDS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True), (2.5, False),
+                (3.5, True), (5.0, False))  # fmt: skip
+
+
+def hadamard_matrix(had_size: int, dtype=torch.bfloat16, device=None) -> torch.Tensor:
+    """The benchmark's rotation: Sylvester Hadamard (entries +-1, in `dtype`) times had_size**-0.5.
+
+    Exactly ``deterministic_hadamard_matrix(r, dtype, device) * r**-0.5`` as vLLM's bench builds it:
+    the product is computed by torch in fp32 and rounded once to `dtype`, so in bf16 the entries are
+    +-bf16(r**-0.5), which is exact for r = 16, 64 and not for 32, 128 (H @ H.T ~ 0.99978 I there).
+    Symmetric.
+    """
+    kwargs = {} if device is None else {"device": device}
+    return deterministic_hadamard_matrix(had_size, dtype, **kwargs) * had_size**-0.5
+
+
+def _check_had_size(had_size) -> None:
+    if had_size in (None, 0):
+        return
+    if isinstance(had_size, bool) or not isinstance(had_size, int) or had_size not in HAD_SIZES:
+        raise ValueError(
+            f"had_size={had_size!r} is not supported: use None/0 (no rotation) or one of "
+            f"{', '.join(map(str, HAD_SIZES))}"
+        )
+
+
+def check_shape(K: int, had_size: int | None, *, swizzle: bool = False) -> None:
+    """Raise a one-line ValueError naming the bad value when K / had_size can't be quantized.
+
+    K must be a positive multiple of 16 (one scale per 16), of had_size (rotation groups must not
+    cross rows) and, with `swizzle`, of 64 (the swizzled scale layout holds 4 scales per row chunk).
+    """
+    _check_had_size(had_size)
+    if isinstance(K, bool) or not isinstance(K, int) or K <= 0:
+        raise ValueError(f"K={K!r} must be a positive integer")
+    if K % BLOCK:
+        raise ValueError(f"K={K} is not a multiple of {BLOCK} (one E4M3 scale per {BLOCK} values)")
+    if had_size and K % had_size:
+        raise ValueError(
+            f"K={K} is not a multiple of had_size={had_size} (rotation groups would cross rows)"
+        )
+    if swizzle and K % 64:
+        raise ValueError(
+            f"K={K} is not a multiple of 64 (the swizzled scale layout needs K/16 % 4 == 0)"
+        )
+
+
+def rotate(x: torch.Tensor, had_size: int | None) -> torch.Tensor:
+    """Block-diagonal Hadamard rotation along the last dim, float32 result.
+
+    Each consecutive group of `had_size` elements is multiplied on the right by H
+    (``hadamard_matrix``): ``y_group = x_group @ H``, with bf16 operands (x is cast to bf16) and
+    fp32 accumulation. The product of two bf16 numbers is exact in fp32, so an fp32 matmul of the
+    bf16 values is that; only the summation order can differ from a kernel's. (On CUDA, TF32 matmul
+    would not change this: bf16 values are exact in TF32.) None/0: ``x.float()``.
+    """
+    if not had_size:
+        return x.float()
+    _check_had_size(had_size)
+    K = x.shape[-1]
+    if K % had_size:
+        raise ValueError(
+            f"K={K} is not a multiple of had_size={had_size} (rotation groups would cross rows)"
+        )
+    H = hadamard_matrix(had_size, torch.bfloat16, x.device).float()
+    xb = x.to(torch.bfloat16).float()
+    return (xb.reshape(-1, had_size) @ H).reshape(x.shape)
+
+
+def _as_global_scale(global_scale, device) -> torch.Tensor:
+    gs = torch.as_tensor(global_scale, dtype=torch.float32, device=device)
+    if gs.numel() != 1:
+        raise ValueError(f"global_scale must be a scalar or one-element tensor, got {gs.shape}")
+    return gs.reshape(())
+
+
+def _e4m3(v: torch.Tensor) -> torch.Tensor:
+    """fp32 -> float8_e4m3fn, RNE, saturating at 448.
+
+    torch's cast is RNE (subnormals included: 2**-10 -> 0, 3 * 2**-10 -> 2**-8). Torch 2.13 on CPU
+    also saturates out-of-range values to 448, but older versions / other backends gave NaN (e4m3fn
+    has no inf), so clamp first; clamping is exact and cannot change an in-range result."""
+    return v.clamp(min=-E4M3_MAX, max=E4M3_MAX).to(torch.float8_e4m3fn)
+
+
+def _e2m1_codes(v: torch.Tensor) -> torch.Tensor:
+    """fp32 -> E2M1 code (uint8 0..15), RNE, saturating at +-6, sign bit from v's sign bit.
+
+    compressed-tensors' ``cast_to_fp4`` rounds the same way (RNE) but returns grid values, and its
+    ``pack_fp4_to_uint8`` re-derives the code from them with a masked write per code; counting the
+    boundaries gives the code in one pass instead, so packing is done here directly.
+    """
+    a = v.abs()
+    idx = torch.zeros(v.shape, dtype=torch.uint8, device=v.device)
+    for bound, tie_up in _E2M1_BOUNDS:  # 7 elementwise passes, not a loop over blocks
+        idx += (a >= bound) if tie_up else (a > bound)
+    return idx | (torch.signbit(v).to(torch.uint8) << 3)
+
+
+def _pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    pairs = codes.reshape(*codes.shape[:-1], codes.shape[-1] // 2, 2)
+    return pairs[..., 0] | (pairs[..., 1] << 4)
+
+
+def quantize_nvfp4(
+    x: torch.Tensor,
+    had_size: int | None = None,
+    global_scale=1.0,
+    *,
+    rounded_scale: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate and quantize `x` (any float dtype, K last) to NVFP4.
+
+    Returns ``(packed uint8 [..., K/2], scales float8_e4m3fn [..., K/16])``: scales linear, not
+    padded or swizzled (see ``to_blocked``). `global_scale`: float or one-element tensor.
+    `rounded_scale=True` (canonical) divides by the stored e4m3 scale; False by the unrounded SF, as
+    the qutlass version vLLM pins does (the stored scale is the same e4m3 value either way).
+    """
+    check_shape(x.shape[-1], had_size)
+    y = rotate(x, had_size)
+    lead, K = y.shape[:-1], y.shape[-1]
+    yb = y.reshape(*lead, K // BLOCK, BLOCK)
+    gs = _as_global_scale(global_scale, y.device)
+
+    amax = yb.abs().amax(dim=-1)
+    sf = gs * amax / 6.0
+    scales = _e4m3(sf)
+    S = scales.float() if rounded_scale else sf
+    inv = torch.where(S == 0, torch.zeros_like(S), 1.0 / (S / gs))
+    codes = _e2m1_codes(yb * inv.unsqueeze(-1)).reshape(*lead, K)
+    return _pack_nibbles(codes), scales
+
+
+def dequantize_nvfp4(packed: torch.Tensor, scales: torch.Tensor, global_scale=1.0) -> torch.Tensor:
+    """``q * s / gs``, float32 [..., K], from packed codes [..., K/2] and linear scales [..., K/16].
+
+    Unpacking uses compressed-tensors' ``unpack_fp4_from_uint8``: low nibble first, sign bit 3,
+    magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6} - the spec's order.
+    """
+    lead, K = packed.shape[:-1], packed.shape[-1] * 2
+    if scales.shape[:-1] != lead or scales.shape[-1] * BLOCK != K:
+        raise ValueError(
+            f"scales shape {tuple(scales.shape)} does not match packed shape {tuple(packed.shape)} "
+            f"(expected {(*lead, K // BLOCK)})"
+        )
+    rows = math.prod(lead)
+    q = unpack_fp4_from_uint8(packed.reshape(rows, K // 2), rows, K, dtype=torch.float32)
+    gs = _as_global_scale(global_scale, packed.device)
+    s = scales.float().reshape(rows, K // BLOCK, 1)
+    return (q.reshape(rows, K // BLOCK, BLOCK) * s / gs).reshape(*lead, K)
+
+
+def _blocked_dims(rows: int, cols: int) -> tuple[int, int]:
+    return -(-rows // 128), -(-cols // 4)
+
+
+def to_blocked(scales: torch.Tensor) -> torch.Tensor:
+    """Swizzle 2-D scales [rows, cols] into the cuBLAS / CUTLASS block-scaling layout.
+
+    Returns a 2-D tensor [ceil(rows/128)*128, ceil(cols/4)*4] of the same dtype whose flat
+    (row-major) order is the swizzled order, zero-padded: scale (row, col) lands at flat offset
+    ``((row//128)*Cb + col//4)*512 + (row%32)*16 + ((row%128)//32)*4 + col%4`` with Cb = padded/4.
+    """
+    if scales.dim() != 2:
+        raise ValueError(f"to_blocked needs a 2-D [rows, cols] tensor, got {scales.dim()}-D")
+    rows, cols = scales.shape
+    rb, cb = _blocked_dims(rows, cols)
+    # float8 has few kernels on some backends: shuffle the bytes instead (same element size).
+    as_bytes = scales.element_size() == 1 and scales.dtype != torch.uint8
+    raw = scales.view(torch.uint8) if as_bytes else scales
+    padded = raw.new_zeros(rb * 128, cb * 4)
+    padded[:rows, :cols] = raw
+    # row = rb*128 + (r//32)*32 + r%32, col = cb*4 + c  ->  order (rb, cb, r%32, r//32, c)
+    out = padded.view(rb, 4, 32, cb, 4).permute(0, 3, 2, 1, 4).reshape(rb * 128, cb * 4)
+    return out.view(scales.dtype) if as_bytes else out
+
+
+def from_blocked(blocked: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Inverse of ``to_blocked``: [rows, cols] scales from a swizzled tensor (any shape with the
+    padded number of elements), padding dropped."""
+    rb, cb = _blocked_dims(rows, cols)
+    if blocked.numel() != rb * cb * 512:
+        raise ValueError(
+            f"blocked has {blocked.numel()} elements; rows={rows}, cols={cols} need {rb * cb * 512}"
+        )
+    as_bytes = blocked.element_size() == 1 and blocked.dtype != torch.uint8
+    raw = blocked.view(torch.uint8) if as_bytes else blocked
+    out = raw.reshape(rb, cb, 32, 4, 4).permute(0, 3, 2, 1, 4).reshape(rb * 128, cb * 4)
+    out = out[:rows, :cols].contiguous()
+    return out.view(blocked.dtype) if as_bytes else out
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """``||out - ref||_F / ||ref||_F`` in float64 (0 when both are zero, inf when only ref is)."""
+    o, r = out.double(), ref.double()
+    num = torch.linalg.vector_norm(o - r).item()
+    den = torch.linalg.vector_norm(r).item()
+    if den == 0.0:
+        return 0.0 if num == 0.0 else math.inf
+    return num / den
