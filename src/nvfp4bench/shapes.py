@@ -1,0 +1,312 @@
+"""The GEMM shapes of one decoder layer, per tensor-parallel rank, as vLLM builds its linears.
+
+A :class:`LayerShape` is the weight of one linear on one rank: ``Y[M, N] = X[M, K] @ W[N, K]^T``.
+M (tokens) is the benchmark's sweep axis; N and K come from the model config and the TP degree:
+
+* column-parallel linears (qkv_proj, gate_up_proj, q_proj, q_b_proj, kv_b_proj) split N by tp;
+* row-parallel linears (o_proj, down_proj) split K by tp;
+* replicated linears (DeepSeek's kv_a_proj_with_mqa / fused_qkv_a_proj) are not split.
+
+Families (vLLM module names; fused where vLLM fuses):
+
+* dense GQA (llama, mistral, qwen2, qwen3, cohere, cohere2, gemma, gemma2, phi3, granite):
+  qkv_proj, o_proj, gate_up_proj, down_proj. QKVParallelLinear replicates KV heads when
+  tp > num_key_value_heads (one KV head per rank, tp % kv == 0), else splits them (kv % tp == 0).
+* MoE (mixtral, qwen2_moe, qwen3_moe, deepseek): vLLM's FusedMoE without expert parallelism
+  splits every expert's intermediate dim by tp: experts.gate_up_proj N = 2*I/tp,
+  experts.down_proj K = I/tp. Shared experts (DeepSeek, Qwen2-MoE) are a dense MLP sharded like
+  one: shared_experts.gate_up_proj / shared_experts.down_proj. Layers that are not MoE
+  (DeepSeek's first_k_dense_replace, Qwen's mlp_only_layers / decoder_sparse_step) add the
+  dense gate_up_proj / down_proj with intermediate_size.
+* MLA (deepseek_v2, deepseek_v3), as vLLM's DeepseekV2MLAAttention: with q_lora_rank,
+  fused_qkv_a_proj (replicated, N = q_lora_rank + kv_lora_rank + qk_rope_head_dim) then
+  q_b_proj (column, K = q_lora_rank); without it, q_proj (column) and kv_a_proj_with_mqa
+  (replicated, N = kv_lora_rank + qk_rope_head_dim). kv_b_proj is column-parallel with
+  K = kv_lora_rank (vLLM's benchmarks/kernels/weight_shapes.py lists K = hidden_size there, which
+  is not the weight's shape); o_proj is row-parallel with K = heads*v_head_dim/tp. In decode
+  vLLM absorbs kv_b_proj into per-head BMMs; the GEMM is what prefill runs.
+
+Routers/gates (N = number of experts, or 1) and lm_head are not part of the table.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = ["model", "tp", "layer", "N", "K"]
+UNIQUE_COLUMNS = ["N", "K", "users"]
+
+DENSE_TYPES = frozenset(
+    {
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "cohere",
+        "cohere2",
+        "gemma",
+        "gemma2",
+        "phi3",
+        "granite",
+    }
+)
+MOE_TYPES = frozenset({"mixtral", "qwen2_moe", "qwen3_moe"})
+MLA_TYPES = frozenset({"deepseek_v2", "deepseek_v3"})
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One linear of one decoder layer on one TP rank: weight [N, K]."""
+
+    model: str
+    tp: int
+    layer: str
+    N: int
+    K: int
+
+
+class ShapeError(ValueError):
+    """A shape cannot be derived: bad tp, a dim tp does not divide, a missing field (one line)."""
+
+
+def layer_shapes(config: Any, model_id: str, tp: int) -> list[LayerShape]:
+    """The linear layers of one decoder layer of ``config`` on one of ``tp`` ranks.
+
+    Identical (layer, N, K) are listed once; the order is attention, dense MLP, shared experts,
+    routed experts.
+    """
+    tp = _check_tp(model_id, tp)
+    ex = _Extractor(config, model_id, tp)
+    model_type = getattr(config, "model_type", None)
+    if model_type in DENSE_TYPES:
+        ex.gqa_attention()
+        ex.mlp("", ex.dim("intermediate_size"))
+    elif model_type in MOE_TYPES:
+        ex.gqa_attention()
+        ex.qwen_style_moe(model_type)
+    elif model_type in MLA_TYPES:
+        ex.mla_attention()
+        ex.deepseek_moe()
+    else:
+        supported = ", ".join(sorted(DENSE_TYPES | MOE_TYPES | MLA_TYPES))
+        raise ShapeError(
+            f"{model_id}: model_type {model_type!r} is not supported (supported: {supported})"
+        )
+    return ex.result()
+
+
+def model_shapes(model_id: str, tp: int) -> pd.DataFrame:
+    """:func:`layer_shapes` of ``model_id`` (config via :func:`models.load_model_config`)."""
+    from nvfp4bench.models import load_model_config
+
+    tp = _check_tp(model_id, tp)
+    shapes = layer_shapes(load_model_config(model_id), model_id, tp)
+    return shapes_frame(shapes)
+
+
+def shapes_frame(shapes: Iterable[LayerShape]) -> pd.DataFrame:
+    """LayerShapes as a DataFrame with columns model, tp, layer, N, K (ints for tp, N, K)."""
+    df = pd.DataFrame([asdict(s) for s in shapes], columns=COLUMNS)
+    return df.astype({"model": str, "tp": "int64", "layer": str, "N": "int64", "K": "int64"})
+
+
+def unique_shapes(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per distinct (N, K) over ``tables`` (frames of :func:`model_shapes`), sorted by
+    (N, K), with ``users``: the sorted, "; "-joined "model:layer" that have it, suffixed "@tpX"
+    where tp > 1."""
+    frames = [t for t in tables if len(t)]
+    for t in frames:
+        missing = [c for c in COLUMNS if c not in t.columns]
+        if missing:
+            raise ShapeError(f"unique_shapes: a table lacks column(s) {', '.join(missing)}")
+    if not frames:
+        return pd.DataFrame(
+            {
+                "N": pd.Series(dtype="int64"),
+                "K": pd.Series(dtype="int64"),
+                "users": pd.Series(dtype=str),
+            }
+        )
+    df = pd.concat([t[COLUMNS] for t in frames], ignore_index=True)
+    tps = df["tp"].astype("int64")
+    suffix = tps.map(lambda t: f"@tp{t}" if t > 1 else "")
+    df = df.assign(
+        N=df["N"].astype("int64"),
+        K=df["K"].astype("int64"),
+        user=df["model"].astype(str) + ":" + df["layer"].astype(str) + suffix,
+    )
+    out = (
+        df.groupby(["N", "K"], sort=True)["user"]
+        .agg(lambda users: "; ".join(sorted(set(users))))
+        .reset_index()
+        .rename(columns={"user": "users"})
+    )
+    return out[UNIQUE_COLUMNS].reset_index(drop=True)
+
+
+# --- extraction -------------------------------------------------------------------------------
+
+
+def _check_tp(model_id: str, tp: Any) -> int:
+    if isinstance(tp, bool) or not isinstance(tp, numbers.Integral) or tp < 1:
+        raise ShapeError(f"{model_id}: tp must be a positive int, got {tp!r}")
+    return int(tp)
+
+
+class _Extractor:
+    def __init__(self, config: Any, model_id: str, tp: int):
+        self.config = config
+        self.model = model_id
+        self.tp = tp
+        self.shapes: dict[tuple[str, int, int], LayerShape] = {}
+
+    # helpers ----------------------------------------------------------------------------------
+
+    def dim(self, field: str, *, optional: bool = False) -> int | None:
+        """A positive int config field; None where optional and missing/null."""
+        value = getattr(self.config, field, _MISSING)
+        if value is _MISSING or value is None:
+            if optional:
+                return None
+            raise ShapeError(f"{self.model}: config has no {field!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ShapeError(f"{self.model}: config {field}={value!r} is not a positive int")
+        return int(value)
+
+    def count(self, field: str, default: int) -> int:
+        """A non-negative int config field (0 allowed), ``default`` where missing/null."""
+        value = getattr(self.config, field, None)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ShapeError(f"{self.model}: config {field}={value!r} is not a non-negative int")
+        return int(value)
+
+    def split(self, layer: str, what: str, value: int) -> int:
+        if value % self.tp:
+            raise ShapeError(
+                f"{self.model}: {layer} {what}={value} is not divisible by tp={self.tp}"
+            )
+        return value // self.tp
+
+    def add(self, layer: str, n: int, k: int) -> None:
+        key = (layer, n, k)
+        if key not in self.shapes:
+            self.shapes[key] = LayerShape(self.model, self.tp, layer, n, k)
+
+    def result(self) -> list[LayerShape]:
+        return list(self.shapes.values())
+
+    # blocks -----------------------------------------------------------------------------------
+
+    def head_dim(self, hidden: int, heads: int) -> int:
+        head_dim = self.dim("head_dim", optional=True)
+        if head_dim is not None:
+            return head_dim
+        if hidden % heads:
+            raise ShapeError(
+                f"{self.model}: config has no 'head_dim' and hidden_size={hidden} is not "
+                f"divisible by num_attention_heads={heads}"
+            )
+        return hidden // heads
+
+    def gqa_attention(self) -> None:
+        """QKVParallelLinear + RowParallelLinear o_proj."""
+        hidden = self.dim("hidden_size")
+        heads = self.dim("num_attention_heads")
+        kv = self.dim("num_key_value_heads", optional=True) or heads
+        head_dim = self.head_dim(hidden, heads)
+        q_per_rank = self.split("qkv_proj", "num_attention_heads", heads)
+        if self.tp >= kv:
+            # vLLM replicates KV heads: each rank holds one, tp/kv ranks share it.
+            if self.tp % kv:
+                raise ShapeError(
+                    f"{self.model}: qkv_proj tp={self.tp} is not divisible by "
+                    f"num_key_value_heads={kv} (KV heads cannot be replicated evenly)"
+                )
+            kv_per_rank = 1
+        else:
+            kv_per_rank = self.split("qkv_proj", "num_key_value_heads", kv)
+        self.add("qkv_proj", (q_per_rank + 2 * kv_per_rank) * head_dim, hidden)
+        self.add("o_proj", hidden, self.split("o_proj", "K", heads * head_dim))
+
+    def mlp(self, prefix: str, intermediate: int) -> None:
+        """MergedColumnParallelLinear gate_up_proj + RowParallelLinear down_proj."""
+        hidden = self.dim("hidden_size")
+        gate_up, down = f"{prefix}gate_up_proj", f"{prefix}down_proj"
+        per_rank = self.split(gate_up, "intermediate", intermediate)
+        self.add(gate_up, 2 * per_rank, hidden)
+        self.add(down, hidden, self.split(down, "K", intermediate))
+
+    def experts(self, intermediate: int) -> None:
+        """FusedMoE w13 / w2 of one expert on one rank (intermediate split by tp, no EP)."""
+        self.mlp("experts.", intermediate)
+
+    def qwen_style_moe(self, model_type: str) -> None:
+        layers = self.dim("num_hidden_layers")
+        if model_type == "mixtral":
+            self.dim("num_local_experts")
+            self.experts(self.dim("intermediate_size"))
+            return
+        num_experts = self.dim("num_experts")
+        sparse_step = self.count("decoder_sparse_step", 1) or 1
+        mlp_only = set(getattr(self.config, "mlp_only_layers", None) or [])
+        is_moe = [
+            i not in mlp_only and num_experts > 0 and (i + 1) % sparse_step == 0
+            for i in range(layers)
+        ]
+        if not all(is_moe):
+            self.mlp("", self.dim("intermediate_size"))
+        if model_type == "qwen2_moe":
+            shared = self.count("shared_expert_intermediate_size", 0)
+            if shared and any(is_moe):
+                self.mlp("shared_experts.", shared)
+        if any(is_moe):
+            self.experts(self.dim("moe_intermediate_size"))
+
+    def mla_attention(self) -> None:
+        """vLLM's DeepseekV2MLAAttention."""
+        hidden = self.dim("hidden_size")
+        heads = self.dim("num_attention_heads")
+        kv_lora = self.dim("kv_lora_rank")
+        nope = self.dim("qk_nope_head_dim")
+        rope = self.dim("qk_rope_head_dim")
+        v_head = self.dim("v_head_dim")
+        if not hasattr(self.config, "q_lora_rank"):
+            raise ShapeError(f"{self.model}: config has no 'q_lora_rank' (null if unused)")
+        q_lora = self.dim("q_lora_rank", optional=True)
+        qk_head = nope + rope
+        if q_lora is not None:
+            # q_a_proj and kv_a_proj_with_mqa fused into one replicated MergedColumnParallelLinear.
+            self.add("fused_qkv_a_proj", q_lora + kv_lora + rope, hidden)
+            n = self.split("q_b_proj", "num_attention_heads", heads) * qk_head
+            self.add("q_b_proj", n, q_lora)
+        else:
+            n = self.split("q_proj", "num_attention_heads", heads) * qk_head
+            self.add("q_proj", n, hidden)
+            self.add("kv_a_proj_with_mqa", kv_lora + rope, hidden)
+        heads_per_rank = self.split("kv_b_proj", "num_attention_heads", heads)
+        self.add("kv_b_proj", heads_per_rank * (nope + v_head), kv_lora)
+        self.add("o_proj", hidden, self.split("o_proj", "K", heads * v_head))
+
+    def deepseek_moe(self) -> None:
+        layers = self.dim("num_hidden_layers")
+        n_routed = self.count("n_routed_experts", 0)
+        first_dense = self.count("first_k_dense_replace", 0)
+        freq = self.count("moe_layer_freq", 1) or 1
+        is_moe = [bool(n_routed) and i >= first_dense and i % freq == 0 for i in range(layers)]
+        if not all(is_moe):
+            self.mlp("", self.dim("intermediate_size"))
+        if any(is_moe):
+            moe_inter = self.dim("moe_intermediate_size")
+            n_shared = self.count("n_shared_experts", 0)
+            if n_shared:
+                self.mlp("shared_experts.", n_shared * moe_inter)
+            self.experts(moe_inter)
