@@ -1,0 +1,14 @@
+# nvfp4-bench: NVFP4 (+ Hadamard) vs BF16 GEMMs over the layer shapes of LLMs.
+# Usage: snakemake --cores 1 --resources gpu=1   (see README.md)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/shapes.smk"
+include: "workflow/rules/bench.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

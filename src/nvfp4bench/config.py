@@ -1,0 +1,107 @@
+"""Config checks that give one line naming the bad value, and what each rule gets from the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _where(path) -> str:
+    where = ""
+    for part in path:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else part)
+    return where or "config"
+
+
+def check_schema(config: dict, schema_path: str | Path) -> None:
+    """Raise ConfigError with one line for the most relevant schema violation."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        raise ConfigError(
+            f"config: unknown key {', '.join(map(repr, extra))} in {_where(error.absolute_path)}"
+            f" (known: {allowed})"
+        )
+    raise ConfigError(f"config: {_where(error.absolute_path)}: {error.message}")
+
+
+def check_providers(config: dict) -> None:
+    from .providers import PROVIDERS
+
+    unknown = [name for name in config["providers"] if name not in PROVIDERS]
+    if unknown:
+        raise ConfigError(
+            f"config: unknown provider {unknown[0]!r} in providers (known: {', '.join(PROVIDERS)})"
+        )
+
+
+def batch_sizes(config: dict, device: str) -> list[int]:
+    """The configured batch sizes; on the CPU only those up to cpu.max_batch_size."""
+    sizes = sorted(config["batch_sizes"])
+    if device == "cpu":
+        cap = config["cpu"]["max_batch_size"]
+        sizes = [m for m in sizes if m <= cap] or sizes[:1]
+    return sizes
+
+
+def bench_params(config: dict, device: str) -> dict:
+    """Everything a bench job's result depends on (a change re-runs the bench jobs)."""
+    timing = config["timing"]
+    return {
+        "batch_sizes": batch_sizes(config, device),
+        "had_sizes": sorted(config["had_sizes"]),
+        "providers": list(config["providers"]),
+        "device": device,
+        "timing_method": timing["method"],
+        "rep_ms": config["cpu"]["rep_ms"] if device == "cpu" else timing["rep_ms"],
+        "warmup_ms": timing["warmup_ms"],
+        "row_timeout_s": timing["row_timeout_s"],
+        "seed": timing["seed"],
+    }
+
+
+def accuracy_params(config: dict) -> dict:
+    accuracy = config["accuracy"]
+    return {
+        "had_sizes": sorted(config["had_sizes"]),
+        "distributions": list(accuracy["distributions"]),
+        "tokens": accuracy["tokens"],
+        "max_out_channels": accuracy["max_out_channels"],
+        "seed": accuracy["seed"],
+    }
+
+
+def model_key(model: str) -> str:
+    """Folder name of a model's shape tables: org/name -> org--name."""
+    return model.strip("/").replace("/", "--")
+
+
+def check_models(config: dict) -> None:
+    """Every model loads and every TP size divides its layers; K must suit NVFP4 blocks of 16."""
+    from .shapes import model_shapes
+
+    keys = {}
+    for model in config["models"]:
+        key = model_key(model)
+        if keys.setdefault(key, model) != model:
+            raise ConfigError(f"config: models {keys[key]!r} and {model!r} share the name {key!r}")
+        for tp in config["tp_sizes"]:
+            table = model_shapes(model, tp)
+            bad = table[table["K"] % 16 != 0]
+            if len(bad):
+                row = bad.iloc[0]
+                raise ConfigError(
+                    f"{model}: {row['layer']} at tp={tp} has K={row['K']}, "
+                    "not a multiple of 16 (the NVFP4 scale block)"
+                )

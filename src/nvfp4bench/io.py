@@ -1,0 +1,85 @@
+"""Result files: TSV and JSON written atomically (temp file + rename), TSV schemas."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+# One row per (provider, had_size, M). had_size is empty for providers that do not depend on it
+# (timed once per M). tflops_p20/p80 are the 20th/80th percentiles of throughput, i.e. computed
+# from the 80th/20th percentile times.
+BENCH_COLUMNS = [
+    "N",
+    "K",
+    "M",
+    "provider",
+    "had_size",
+    "status",
+    "reason",
+    "ms_median",
+    "ms_p20",
+    "ms_p80",
+    "tflops_median",
+    "tflops_p20",
+    "tflops_p80",
+    "timing",
+    "check_rel_err",
+    "gpu_throttle",
+]
+STATUSES = ("ok", "skipped", "failed")
+
+
+def _atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
+    _atomic(path, lambda tmp: frame.to_csv(tmp, sep="\t", index=False))
+
+
+def write_json(record: dict, path: str | Path) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n"))
+
+
+def write_pickle(obj, path: str | Path) -> None:
+    """For users only: the pipeline never loads a pickle (they can run code)."""
+
+    def dump(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            pickle.dump(obj, handle)
+
+    _atomic(path, dump)
+
+
+def write_figure(figure, path: str | Path) -> None:
+    _atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+
+
+def read_tsv(path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+
+
+def read_bench(path: str | Path) -> pd.DataFrame:
+    frame = read_tsv(path)
+    missing = [c for c in BENCH_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not a bench TSV, missing columns {missing}")
+    frame["had_size"] = frame["had_size"].astype("Int64")
+    frame["reason"] = frame["reason"].fillna("")
+    frame["gpu_throttle"] = frame["gpu_throttle"].fillna("")
+    return frame

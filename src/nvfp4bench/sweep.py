@@ -1,0 +1,211 @@
+"""One shape's sweep: providers x Hadamard sizes x batch sizes -> bench rows.
+
+Each available provider runs in its own spawned worker process, so a provider that kills its
+process (segfault, a CUDA error that poisons the context, an assert in an extension) costs only
+the row it was measuring: the parent records that row as failed and starts a fresh worker for the
+rest. Every result is checked against a float64 reference before it is timed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+
+from . import envinfo, timing
+from .io import BENCH_COLUMNS
+from .providers import availability, get_provider
+
+# Sent by a worker after an error that may have poisoned its CUDA context: start a fresh one.
+_RESTART = "restart"
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    N: int
+    K: int
+    batch_sizes: tuple[int, ...]
+    had_sizes: tuple[int, ...]
+    providers: tuple[str, ...]
+    device: str  # resolved: "cpu" or "cuda"
+    timing_method: str = "cudagraph"
+    rep_ms: float = 200.0
+    warmup_ms: float = 25.0
+    row_timeout_s: float = 600.0
+    seed: int = 0
+    # Size of the sample of output rows x columns checked against the float64 reference.
+    check_rows: int = 64
+    check_cols: int = 256
+
+
+@dataclass(frozen=True)
+class RowKey:
+    provider: str
+    had_size: int | None
+    M: int
+
+
+def plan(settings: SweepSettings) -> list[RowKey]:
+    """Every row the sweep will write, in order. Had-independent providers get one row per M."""
+    keys = []
+    for name in settings.providers:
+        provider = get_provider(name)
+        had_sizes = settings.had_sizes if provider.uses_had_size else (None,)
+        keys += [RowKey(name, had, M) for had in had_sizes for M in settings.batch_sizes]
+    return keys
+
+
+def _row(settings: SweepSettings, key: RowKey, status: str, reason: str = "", **values) -> dict:
+    row = dict.fromkeys(BENCH_COLUMNS, None)
+    row.update(
+        N=settings.N,
+        K=settings.K,
+        M=key.M,
+        provider=key.provider,
+        had_size=key.had_size,
+        status=status,
+        reason=" ".join(reason.split()),  # one line, whatever the exception said
+        timing=timing.method_label(torch.device(settings.device), settings.timing_method),
+        gpu_throttle="",
+    )
+    row.update(values)
+    return row
+
+
+def run_shape(settings: SweepSettings) -> pd.DataFrame:
+    keys = plan(settings)
+    reasons = availability(list(settings.providers), torch.device(settings.device))
+    rows: dict[RowKey, dict] = {}
+    pending: dict[str, list[RowKey]] = {}
+    for key in keys:
+        if reasons[key.provider]:
+            rows[key] = _row(settings, key, "skipped", reasons[key.provider])
+        elif key.had_size and settings.K % key.had_size:
+            reason = f"K={settings.K} is not a multiple of had_size={key.had_size}"
+            rows[key] = _row(settings, key, "skipped", reason)
+        else:
+            pending.setdefault(key.provider, []).append(key)
+    for name, provider_keys in pending.items():
+        rows.update(_run_isolated(settings, name, provider_keys))
+    return pd.DataFrame([rows[key] for key in keys], columns=BENCH_COLUMNS)
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _run_isolated(settings: SweepSettings, name: str, keys: list[RowKey]) -> dict[RowKey, dict]:
+    """Run one provider's rows in worker processes; a dead worker fails only its current row."""
+    context = multiprocessing.get_context("spawn")
+    results: dict[RowKey, dict] = {}
+    remaining = list(keys)
+    while remaining:
+        receiver, sender = context.Pipe(duplex=False)
+        worker = context.Process(
+            target=_worker, args=(asdict(settings), name, remaining, sender), daemon=True
+        )
+        worker.start()
+        sender.close()
+        death = None
+        while True:
+            if not receiver.poll(settings.row_timeout_s):
+                worker.kill()
+                death = f"timed out after {settings.row_timeout_s:g} s"
+                break
+            try:
+                message = receiver.recv()
+            except EOFError:
+                worker.join()
+                death = _describe_exit(worker.exitcode)
+                break
+            if message is None or message == _RESTART:
+                break
+            key, row = message
+            results[key] = row
+        worker.join()
+        receiver.close()
+        remaining = [key for key in remaining if key not in results]
+        if death and remaining:
+            lost = remaining.pop(0)
+            reason = f"worker process died ({death}) while measuring this row"
+            results[lost] = _row(settings, lost, "failed", reason)
+    return results
+
+
+def _sample(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randperm(n, generator=generator)[: min(n, size)].sort().values
+
+
+def _worker(settings_dict: dict, name: str, keys: list[RowKey], conn) -> None:
+    settings = SweepSettings(**settings_dict)
+    device = torch.device(settings.device)
+    provider = get_provider(name)
+    generator = torch.Generator(device).manual_seed(settings.seed)
+    weight = torch.randn(settings.N, settings.K, generator=generator, device=device)
+    weight = weight.to(torch.bfloat16)
+    for key in keys:
+        row, poisoned = _measure(settings, provider, key, weight, device)
+        conn.send((key, row))
+        if poisoned:
+            conn.send(_RESTART)
+            return
+    conn.send(None)
+
+
+def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, bool]:
+    """One row; returns (row, whether the process should be replaced)."""
+    from .numerics import relative_error
+
+    generator = torch.Generator(device).manual_seed(settings.seed + key.M)
+    prepared = None
+    try:
+        a = torch.randn(key.M, settings.K, generator=generator, device=device).to(torch.bfloat16)
+        try:
+            prepared = provider.prepare(a, weight, key.had_size)
+        except ValueError as error:  # the provider does not support this input
+            return _row(settings, key, "skipped", str(error)), False
+        out = prepared.run()
+        check = torch.Generator().manual_seed(settings.seed)
+        rows = _sample(key.M, settings.check_rows, check)
+        cols = _sample(settings.N, settings.check_cols, check)
+        expected = prepared.reference(rows.to(device), cols.to(device))
+        error = relative_error(out[rows.to(device)][:, cols.to(device)], expected)
+        if not error <= prepared.tolerance:  # NaN fails too
+            reason = f"wrong result (rel err {error:.3g} > {prepared.tolerance:g})"
+            return _row(settings, key, "failed", reason, check_rel_err=error), False
+        ms = timing.time_call(
+            prepared.run, device, settings.timing_method, settings.rep_ms, settings.warmup_ms
+        )
+    except torch.OutOfMemoryError as oom:
+        del prepared
+        torch.cuda.empty_cache()
+        first_line = str(oom).splitlines()[0] if str(oom) else ""
+        return _row(settings, key, "failed", f"out of memory: {first_line}"), False
+    except Exception as error:
+        # A CUDA error can leave the context unusable: let a fresh process take the next rows.
+        reason = f"{type(error).__name__}: {error}"
+        return _row(settings, key, "failed", reason), device.type == "cuda"
+    state = envinfo.gpu_state(device) or {}
+    flops = [timing.tflops(key.M, settings.N, settings.K, t) for t in ms]
+    row = _row(
+        settings,
+        key,
+        "ok",
+        ms_median=ms[0],
+        ms_p20=ms[1],
+        ms_p80=ms[2],
+        tflops_median=flops[0],
+        tflops_p20=flops[2],  # 20th percentile of throughput = at the 80th percentile time
+        tflops_p80=flops[1],
+        check_rel_err=error,
+        gpu_throttle=",".join(state.get("throttle_reasons", [])),
+    )
+    return row, False

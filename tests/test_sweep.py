@@ -1,0 +1,103 @@
+import pandas as pd
+
+from nvfp4bench.io import BENCH_COLUMNS
+from nvfp4bench.sweep import SweepSettings, plan, run_shape
+
+
+def settings(**overrides):
+    base = dict(
+        N=256,
+        K=512,
+        batch_sizes=(1, 4, 16),
+        had_sizes=(16, 32),
+        providers=("torch-bf16",),
+        device="cpu",
+        rep_ms=5.0,
+    )
+    base.update(overrides)
+    return SweepSettings(**base)
+
+
+def by_key(frame: pd.DataFrame) -> dict:
+    return {
+        (r.provider, None if pd.isna(r.had_size) else int(r.had_size), r.M): r
+        for r in frame.itertuples()
+    }
+
+
+def test_plan_times_had_independent_providers_once_per_m():
+    keys = plan(settings(providers=("torch-bf16", "nvfp4", "nvfp4-noquant")))
+    assert [(k.provider, k.had_size) for k in keys].count(("torch-bf16", None)) == 3
+    assert [(k.provider, k.had_size) for k in keys].count(("nvfp4-noquant", None)) == 3
+    assert sorted({k.had_size for k in keys if k.provider == "nvfp4"}) == [16, 32]
+
+
+def test_cpu_sweep_rows_schema_and_values():
+    frame = run_shape(settings(providers=("torch-bf16", "nvfp4")))
+    assert list(frame.columns) == BENCH_COLUMNS
+    bf16 = frame[frame["provider"] == "torch-bf16"]
+    assert (bf16["status"] == "ok").all()
+    assert bf16["had_size"].isna().all()
+    assert (bf16["ms_p20"] <= bf16["ms_median"]).all() and (
+        bf16["ms_median"] <= bf16["ms_p80"]
+    ).all()
+    flops = 2 * bf16["M"] * 256 * 512
+    assert ((flops / (bf16["ms_median"] * 1e-3) / 1e12 - bf16["tflops_median"]).abs() < 1e-12).all()
+    assert (bf16["tflops_p20"] <= bf16["tflops_p80"]).all()
+    assert (bf16["check_rel_err"] < 1e-2).all()
+    assert (bf16["timing"] == "cpu-wall").all()
+    nvfp4 = frame[frame["provider"] == "nvfp4"]
+    assert (nvfp4["status"] == "skipped").all()
+    assert nvfp4["reason"].str.contains("compute capability").all()
+    assert nvfp4["ms_median"].isna().all()
+
+
+def test_had_size_not_dividing_k_is_skipped_with_reason_rest_runs():
+    frame = run_shape(
+        settings(K=15 * 16, providers=("test-oom",), had_sizes=(16, 32), batch_sizes=(1,))
+    )
+    rows = by_key(frame)
+    assert rows[("test-oom", 16, 1)].status == "ok"
+    assert rows[("test-oom", 32, 1)].status == "skipped"
+    assert "not a multiple of had_size=32" in rows[("test-oom", 32, 1)].reason
+
+
+def test_a_crashing_provider_loses_only_its_row():
+    frame = run_shape(settings(providers=("test-crash", "torch-bf16")))
+    rows = by_key(frame)
+    crashed = rows[("test-crash", None, 4)]
+    assert crashed.status == "failed"
+    assert "SIGSEGV" in crashed.reason and "died" in crashed.reason
+    assert rows[("test-crash", None, 1)].status == "ok"
+    assert rows[("test-crash", None, 16)].status == "ok"  # measured by a fresh worker
+    assert all(rows[("torch-bf16", None, m)].status == "ok" for m in (1, 4, 16))
+
+
+def test_wrong_result_is_failed_not_timed():
+    frame = run_shape(settings(providers=("test-wrong",), batch_sizes=(4,)))
+    row = frame.iloc[0]
+    assert row.status == "failed"
+    assert row.reason.startswith("wrong result (rel err")
+    assert 0.05 < row.check_rel_err < 0.15
+    assert pd.isna(row.ms_median) and pd.isna(row.tflops_median)
+
+
+def test_out_of_memory_fails_its_row_and_the_sweep_goes_on():
+    frame = run_shape(settings(providers=("test-oom",), had_sizes=(16,)))
+    rows = by_key(frame)
+    assert rows[("test-oom", 16, 16)].status == "failed"
+    assert rows[("test-oom", 16, 16)].reason.startswith("out of memory: CUDA out of memory")
+    assert rows[("test-oom", 16, 1)].status == "ok" and rows[("test-oom", 16, 4)].status == "ok"
+
+
+def test_unsupported_input_is_skipped_with_the_providers_reason():
+    frame = run_shape(settings(providers=("test-unsupported",), batch_sizes=(1,)))
+    assert frame.iloc[0].status == "skipped"
+    assert "K=512 is not supported" in frame.iloc[0].reason
+
+
+def test_hung_row_times_out():
+    frame = run_shape(settings(providers=("test-crash",), batch_sizes=(1,), row_timeout_s=0.01))
+    # The worker cannot even start within 10 ms: the row is failed as timed out, not lost.
+    assert frame.iloc[0].status == "failed"
+    assert "timed out after 0.01 s" in frame.iloc[0].reason

@@ -1,0 +1,80 @@
+import math
+
+from snakemake.utils import min_version, validate
+
+from nvfp4bench import config as cfg
+from nvfp4bench.envinfo import device_label, resolve_device
+from nvfp4bench.io import read_tsv
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# One line naming the bad value first; then Snakemake's validate fills in the defaults.
+cfg.check_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+
+validate(config, "../schemas/config.schema.yaml")
+cfg.check_providers(config)
+cfg.check_models(config)
+
+DEVICE = resolve_device(config["device"]).type
+RESULTS = f"results/{device_label(config['device'], config['device_label'])}"
+MODEL_BY_KEY = {cfg.model_key(model): model for model in config["models"]}
+BENCH_PARAMS = cfg.bench_params(config, DEVICE)
+ACCURACY_PARAMS = cfg.accuracy_params(config)
+GPU_JOB = 1 if DEVICE == "cuda" else 0
+
+
+wildcard_constraints:
+    N=r"\d+",
+    K=r"\d+",
+    tp=r"\d+",
+
+
+def shapes_tsv(model, tp):
+    return f"results/shapes/{cfg.model_key(model)}/tp{tp}.tsv"
+
+
+def all_shape_tsvs(wildcards=None):
+    return [shapes_tsv(m, tp) for m in config["models"] for tp in config["tp_sizes"]]
+
+
+def unique_shapes(wildcards):
+    """The unique (N, K) pairs, known once the unique_shapes checkpoint has run."""
+    table = read_tsv(checkpoints.unique_shapes.get().output[0])
+    return list(zip(table["N"], table["K"]))
+
+
+def per_shape(pattern):
+    def targets(wildcards):
+        return [pattern.format(N=n, K=k) for n, k in unique_shapes(wildcards)]
+
+    return targets
+
+
+BENCH_TSV = RESULTS + "/bench/n{N}_k{K}.tsv"
+ACCURACY_TSV = RESULTS + "/accuracy/n{N}_k{K}.tsv"
+SHAPE_PLOT = RESULTS + "/plots/bench_nvfp4_res_n{N}_k{K}.png"
+SHAPE_PICKLE = RESULTS + "/plots/bench_nvfp4_res_n{N}_k{K}.pkl"
+ACCURACY_PLOT = RESULTS + "/plots/accuracy_n{N}_k{K}.png"
+SPEED_ERROR_PLOT = RESULTS + "/plots/speed_vs_error_n{N}_k{K}.png"
+SUMMARY_TSV = RESULTS + "/summary.tsv"
+HEATMAP = RESULTS + "/speedup_heatmap.png"
+
+
+def all_targets(wildcards):
+    per_shape_outputs = [SHAPE_PLOT, SHAPE_PICKLE, ACCURACY_PLOT, SPEED_ERROR_PLOT]
+    targets = [SUMMARY_TSV, HEATMAP, *all_shape_tsvs()]
+    for pattern in per_shape_outputs:
+        targets += per_shape(pattern)(wildcards)
+    return targets
+
+
+def bench_runtime_minutes(wildcards):
+    """SLURM time limit of one bench job: grows with the rows it times and the shape's size."""
+    rows = len(BENCH_PARAMS["batch_sizes"]) * len(config["providers"]) * len(config["had_sizes"])
+    work = int(wildcards.N) * int(wildcards.K) / 2**26  # 1 for an 8192 x 8192 layer
+    return 10 + math.ceil(rows * max(1.0, work) / 20)

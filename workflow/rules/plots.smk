@@ -1,0 +1,47 @@
+rule plot_shape:
+    input:
+        bench=BENCH_TSV,
+        accuracy=ACCURACY_TSV,
+        shapes="results/shapes/unique.tsv",
+    output:
+        plot=report(
+            SHAPE_PLOT,
+            caption="../report/shape.rst",
+            category="Throughput per shape",
+            labels={"N": "{N}", "K": "{K}"},
+        ),
+        pickle=SHAPE_PICKLE,
+        accuracy=report(
+            ACCURACY_PLOT,
+            caption="../report/accuracy.rst",
+            category="Accuracy per shape",
+            labels={"N": "{N}", "K": "{K}"},
+        ),
+        speed_vs_error=report(
+            SPEED_ERROR_PLOT,
+            caption="../report/speed_vs_error.rst",
+            category="Speed vs error",
+            labels={"N": "{N}", "K": "{K}"},
+        ),
+    log:
+        RESULTS + "/logs/plots/n{N}_k{K}.log",
+    conda:
+        "../../envs/nvfp4bench.yaml"
+    script:
+        "../../scripts/plot_shape.py"
+
+
+rule summary:
+    input:
+        bench=per_shape(BENCH_TSV),
+        accuracy=per_shape(ACCURACY_TSV),
+        shapes="results/shapes/unique.tsv",
+    output:
+        summary=report(SUMMARY_TSV, caption="../report/summary.rst", category="Summary"),
+        heatmap=report(HEATMAP, caption="../report/heatmap.rst", category="Summary"),
+    log:
+        RESULTS + "/logs/summary.log",
+    conda:
+        "../../envs/nvfp4bench.yaml"
+    script:
+        "../../scripts/summary.py"

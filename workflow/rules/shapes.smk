@@ -1,0 +1,24 @@
+rule layer_shapes:
+    output:
+        "results/shapes/{model}/tp{tp}.tsv",
+    params:
+        model_id=lambda wildcards: MODEL_BY_KEY[wildcards.model],
+    log:
+        "results/logs/shapes/{model}/tp{tp}.log",
+    conda:
+        "../../envs/nvfp4bench.yaml"
+    script:
+        "../../scripts/layer_shapes.py"
+
+
+checkpoint unique_shapes:
+    input:
+        all_shape_tsvs,
+    output:
+        "results/shapes/unique.tsv",
+    log:
+        "results/logs/shapes/unique.log",
+    conda:
+        "../../envs/nvfp4bench.yaml"
+    script:
+        "../../scripts/unique_shapes.py"
