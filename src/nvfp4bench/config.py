@@ -1,4 +1,4 @@
-"""Config checks that give one line naming the bad value, and what each rule gets from the config."""
+"""Config checks (one line naming the bad value) and what each rule gets from the config."""
 
 from __future__ import annotations
 

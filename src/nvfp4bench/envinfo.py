@@ -62,7 +62,7 @@ def _nvml():
 
 
 def _nvml_handle(nvml, device: torch.device):
-    """NVML handle of a torch CUDA device, matched by PCI bus id (NVML ignores CUDA_VISIBLE_DEVICES)."""
+    """NVML handle of a torch device, by PCI bus id (NVML ignores CUDA_VISIBLE_DEVICES)."""
     props = torch.cuda.get_device_properties(device)
     bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
     return nvml.nvmlDeviceGetHandleByPciBusId(bus_id)

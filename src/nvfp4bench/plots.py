@@ -42,11 +42,11 @@ def throughput_figure(bench: pd.DataFrame, users: str):
     data = _per_panel(bench, had_sizes)
     ok = data[data["status"] == "ok"]
     providers = list(dict.fromkeys(bench["provider"]))
-    palette = dict(zip(providers, sns.color_palette("tab10", len(providers))))
+    palette = dict(zip(providers, sns.color_palette("tab10", len(providers)), strict=True))
     fig, axes = plt.subplots(
         1, len(had_sizes), figsize=(4.2 * len(had_sizes), 4), sharey=True, squeeze=False
     )
-    for ax, had in zip(axes[0], had_sizes):
+    for ax, had in zip(axes[0], had_sizes, strict=True):
         panel = ok[ok["panel"] == had]
         for provider, rows in panel.groupby("provider", sort=False):
             rows = rows.sort_values("M")
@@ -186,7 +186,7 @@ def shape_outputs(bench_tsv: str, accuracy_tsv: str, shapes_tsv: str, outputs: d
 def summary_table(
     bench: pd.DataFrame, accuracy: pd.DataFrame, shapes: pd.DataFrame
 ) -> pd.DataFrame:
-    """All shapes' rows with speedup over BF16 and, per had size, the output error per distribution."""
+    """All rows, with speedup over BF16 and each had size's output error per distribution."""
     table = with_speedup(bench).merge(shapes[["N", "K", "users"]], on=["N", "K"], how="left")
     ok = accuracy[accuracy["status"] == "ok"]
     errors = (
@@ -227,7 +227,7 @@ def heatmap_figure(summary: pd.DataFrame):
         figsize=(6.5 * cols, 0.5 * data["shape"].nunique() * rows + 2.5 * rows),
         squeeze=False,
     )
-    for ax, variant in zip(axes.flat, variants):
+    for ax, variant in zip(axes.flat, variants, strict=False):
         grid = data[data["variant"] == variant].pivot_table(
             index="shape", columns="M", values="speedup_vs_bf16"
         )

@@ -12,8 +12,10 @@ QUANTILES = (0.5, 0.2, 0.8)
 
 # What each method measures, recorded in every TSV row.
 METHODS = {
-    "cudagraph": "cudagraph-warm-l2",  # triton do_bench_cudagraph: replays a graph, L2 never flushed
-    "cold-l2": "events-cold-l2",  # triton do_bench: zeroes a 256 MB buffer (flushing L2) before each call
+    # triton do_bench_cudagraph: replays a CUDA graph; L2 is never flushed.
+    "cudagraph": "cudagraph-warm-l2",
+    # triton do_bench: zeroes a 256 MB buffer (flushing L2) before each timed call.
+    "cold-l2": "events-cold-l2",
     "cpu": "cpu-wall",
 }
 

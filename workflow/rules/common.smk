@@ -75,6 +75,10 @@ def all_targets(wildcards):
 
 def bench_runtime_minutes(wildcards):
     """SLURM time limit of one bench job: grows with the rows it times and the shape's size."""
-    rows = len(BENCH_PARAMS["batch_sizes"]) * len(config["providers"]) * len(config["had_sizes"])
+    rows = (
+        len(BENCH_PARAMS["batch_sizes"])
+        * len(config["providers"])
+        * len(config["had_sizes"])
+    )
     work = int(wildcards.N) * int(wildcards.K) / 2**26  # 1 for an 8192 x 8192 layer
     return 10 + math.ceil(rows * max(1.0, work) / 20)

@@ -1,12 +1,12 @@
 rule layer_shapes:
     output:
         "results/shapes/{model}/tp{tp}.tsv",
-    params:
-        model_id=lambda wildcards: MODEL_BY_KEY[wildcards.model],
     log:
         "results/logs/shapes/{model}/tp{tp}.log",
     conda:
         "../../envs/nvfp4bench.yaml"
+    params:
+        model_id=lambda wildcards: MODEL_BY_KEY[wildcards.model],
     script:
         "../../scripts/layer_shapes.py"
 
