@@ -48,7 +48,8 @@ def needs_cuda_capability(
     def check(device: torch.device) -> str | None:
         cap = compute_capability(device)
         if cap is None:
-            return f"needs a CUDA GPU (compute capability >= {minimum[0]}.{minimum[1]}); ran on {device.type}"
+            wanted = f"{minimum[0]}.{minimum[1]}"
+            return f"needs a CUDA GPU (compute capability >= {wanted}); ran on {device.type}"
         if cap < minimum or (allowed_majors is not None and cap[0] not in allowed_majors):
             wanted = (
                 "/".join(f"{m}.x" for m in allowed_majors)
