@@ -175,7 +175,7 @@ def quantize_nvfp4(
     gs = _as_global_scale(global_scale, y.device)
 
     amax = yb.abs().amax(dim=-1)
-    sf = amax / 6.0
+    sf = gs * amax / 6.0
     scales = _e4m3(sf)
     S = scales.float() if rounded_scale else sf
     inv = torch.where(S == 0, torch.zeros_like(S), 1.0 / (S / gs))
