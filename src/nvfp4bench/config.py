@@ -20,9 +20,28 @@ def _where(path) -> str:
     return where or "config"
 
 
+def _coerce(value, schema: dict):
+    """Snakemake's --config parses list items and nested values as strings: '16' -> 16."""
+    kind = schema.get("type")
+    if isinstance(value, dict) and kind == "object":
+        props = schema.get("properties", {})
+        return {k: _coerce(v, props[k]) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and kind == "array":
+        return [_coerce(v, schema.get("items", {})) for v in value]
+    if isinstance(value, str) and kind in ("integer", "number"):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if kind == "integer" and number.is_integer() else number
+    return value
+
+
 def check_schema(config: dict, schema_path: str | Path) -> None:
-    """Raise ConfigError with one line for the most relevant schema violation."""
+    """Fix command-line string types in place, then raise ConfigError with one line for the
+    most relevant schema violation."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    config.update(_coerce(dict(config), schema))
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on a cluster node
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -66,6 +69,7 @@ def throughput_figure(bench: pd.DataFrame, users: str):
                 color=palette[provider],
             )
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
         ax.set_xlabel("batch size M")
         ax.set_title(f"Hadamard {had}" if had else "")
         ax.grid(True, which="both", alpha=0.3)
@@ -74,7 +78,8 @@ def throughput_figure(bench: pd.DataFrame, users: str):
     if handles:
         axes[0][-1].legend(handles, labels, loc="best", fontsize=8)
     title = f"BF16 vs NVFP4 GEMMs, N={N} K={K}"
-    fig.suptitle(f"{title}\n{users}" if users else title, fontsize=10)
+    heading = "\n".join([title, *textwrap.wrap(users, 150)])
+    fig.suptitle(heading, fontsize=10, y=1.0 + 0.05 * heading.count("\n"))
     note = _skipped_note(bench)
     if note:
         fig.text(0.01, -0.02, note, fontsize=7, va="top", family="monospace")
