@@ -106,15 +106,12 @@ def _e4m3_to_f16_x128(code):
 
 
 @triton.jit
-def _dequant_operand(packed, scales, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
-                     USE_ASM: tl.constexpr):  # fmt: skip
-    """packed uint8 [ROWS, BLOCK_K/2], scale codes [ROWS, BLOCK_K/16] -> (even, odd) elements
-    as fp16 [ROWS, BLOCK_K/2], value q * s * 2**-7 (exact); column i of a half is in block i//8."""
+def _dequant_operand(packed, scales, USE_ASM: tl.constexpr):
+    """packed uint8 [ROWS, BLOCK_K/16, 8] (8 bytes = one 16-block), scale codes [ROWS, BLOCK_K/16]
+    -> (even, odd) elements as fp16 [ROWS, BLOCK_K/16, 8], value q * s * 2**-7 (exact)."""
     lo, hi = _e2m1_to_f16(packed, USE_ASM)
     s = _e4m3_to_f16_x128(scales)[:, :, None]
-    lo = tl.reshape(tl.reshape(lo, (ROWS, BLOCK_K // 16, 8)) * s, (ROWS, BLOCK_K // 2))
-    hi = tl.reshape(tl.reshape(hi, (ROWS, BLOCK_K // 16, 8)) * s, (ROWS, BLOCK_K // 2))
-    return lo, hi
+    return lo * s, hi * s
 
 
 @triton.jit
@@ -331,11 +328,15 @@ def _gemm_kernel(
     stride_am, stride_asm, stride_bn, stride_bsn, stride_cm,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
-    USE_ASM: tl.constexpr,
+    USE_ASM: tl.constexpr, B_PLANES: tl.constexpr,
 ):  # fmt: skip
     """C[M, N] = alpha * A_dq @ B_dq^T. SWAP_AB computes the transposed tile B_dq @ A_dq^T, so that
     the weight rows fill the MMA's M side when M is small. SPLIT_K > 1 writes fp32 partial sums
-    to ws [SPLIT_K, M, N] (reduced by _splitk_reduce_kernel)."""
+    to ws [SPLIT_K, M, N] (reduced by _splitk_reduce_kernel).
+
+    B_PLANES: b_ptr is B already decoded (``_planes_kernel``), fp16 [2, N, K/2] (even elements,
+    odd elements; value q * s * 2**-7; stride_bn in elements), loaded straight into shared memory
+    by the software pipeline; only A is decoded here."""
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -353,12 +354,18 @@ def _gemm_kernel(
     rn = (offs_n % N).to(tl.int64)
     kb0 = pid_k * (BLOCK_K // 2)
     ks0 = pid_k * (BLOCK_K // 16)
-    offs_kb = tl.arange(0, BLOCK_K // 2)
+    # bytes as [rows, block, 8]: a 16-block's 8 bytes stay together in one thread's registers
+    offs_kb = (tl.arange(0, BLOCK_K // 16)[:, None] * 8 + tl.arange(0, 8)[None, :])[None, :, :]
     offs_ks = tl.arange(0, BLOCK_K // 16)
-    a_ptrs = a_ptr + rm[:, None] * stride_am + kb0 + offs_kb[None, :]
+    a_ptrs = a_ptr + rm[:, None, None] * stride_am + kb0 + offs_kb
     as_ptrs = as_ptr + rm[:, None] * stride_asm + ks0 + offs_ks[None, :]
-    b_ptrs = b_ptr + rn[:, None] * stride_bn + kb0 + offs_kb[None, :]
-    bs_ptrs = bs_ptr + rn[:, None] * stride_bsn + ks0 + offs_ks[None, :]
+    if B_PLANES:
+        offs_kh = tl.arange(0, BLOCK_K // 2)
+        b_ptrs = b_ptr + rn[:, None] * stride_bn + kb0 + offs_kh[None, :]
+        plane = N.to(tl.int64) * stride_bn
+    else:
+        b_ptrs = b_ptr + rn[:, None, None] * stride_bn + kb0 + offs_kb
+        bs_ptrs = bs_ptr + rn[:, None] * stride_bsn + ks0 + offs_ks[None, :]
 
     if SWAP_AB:
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
@@ -368,10 +375,19 @@ def _gemm_kernel(
     for _ in range(pid_k, k_tiles, SPLIT_K):
         a = tl.load(a_ptrs)
         sa = tl.load(as_ptrs)
-        b = tl.load(b_ptrs)
-        sb = tl.load(bs_ptrs)
-        a_lo, a_hi = _dequant_operand(a, sa, BLOCK_M, BLOCK_K, USE_ASM)
-        b_lo, b_hi = _dequant_operand(b, sb, BLOCK_N, BLOCK_K, USE_ASM)
+        if B_PLANES:
+            b_lo = tl.load(b_ptrs)
+            b_hi = tl.load(b_ptrs + plane)
+        else:
+            b = tl.load(b_ptrs)
+            sb = tl.load(bs_ptrs)
+            b_lo, b_hi = _dequant_operand(b, sb, USE_ASM)
+            b_lo = tl.reshape(b_lo, (BLOCK_N, BLOCK_K // 2))
+            b_hi = tl.reshape(b_hi, (BLOCK_N, BLOCK_K // 2))
+            bs_ptrs += SPLIT_K * (BLOCK_K // 16)
+        a_lo, a_hi = _dequant_operand(a, sa, USE_ASM)
+        a_lo = tl.reshape(a_lo, (BLOCK_M, BLOCK_K // 2))
+        a_hi = tl.reshape(a_hi, (BLOCK_M, BLOCK_K // 2))
         if SWAP_AB:
             acc = tl.dot(b_lo, tl.trans(a_lo), acc)
             acc = tl.dot(b_hi, tl.trans(a_hi), acc)
@@ -381,7 +397,6 @@ def _gemm_kernel(
         a_ptrs += SPLIT_K * (BLOCK_K // 2)
         b_ptrs += SPLIT_K * (BLOCK_K // 2)
         as_ptrs += SPLIT_K * (BLOCK_K // 16)
-        bs_ptrs += SPLIT_K * (BLOCK_K // 16)
 
     if SWAP_AB:
         acc = tl.trans(acc)
@@ -393,6 +408,25 @@ def _gemm_kernel(
         tl.store(c_ptr + om * stride_cm + on, _to_bf16(acc * alpha), mask=mask)
     else:
         tl.store(ws_ptr + (pid_k * M + om) * N + on, acc, mask=mask)
+
+
+@triton.jit
+def _planes_kernel(p_ptr, s_ptr, out_ptr, n_blocks, plane, BLOCK: tl.constexpr,
+                   USE_ASM: tl.constexpr):  # fmt: skip
+    """Decode NVFP4 (packed [R, K/2] + linear scales [R, K/16], both contiguous) to fp16 planes
+    out[0] = even elements, out[1] = odd elements, each [R, K/2], value q * s * 2**-7 (exact).
+    Viewed flat, 16-block g is bytes 8g..8g+7 and scale g: no row arithmetic needed."""
+    offs_g = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs_g < n_blocks
+    offs = offs_g[:, None] * 8 + tl.arange(0, 8)[None, :]
+    packed = tl.load(p_ptr + offs, mask=mask[:, None], other=0)
+    sc = tl.load(s_ptr + offs_g, mask=mask, other=0)
+    lo, hi = _e2m1_to_f16(packed, USE_ASM)
+    s = _e4m3_to_f16_x128(sc)[:, None]
+    lo = lo * s
+    hi = hi * s
+    tl.store(out_ptr + offs, lo, mask=mask[:, None])
+    tl.store(out_ptr + plane + offs, hi, mask=mask[:, None])
 
 
 @triton.jit
@@ -416,65 +450,90 @@ def _splitk_reduce_kernel(ws_ptr, c_ptr, alpha_ptr, MN, N, stride_cm,
 
 
 @triton.jit
+def _add_f16(x, y):
+    return x + y
+
+
+@triton.jit
 def _gemv_kernel(
     a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, ws_ptr, alpha_ptr,
     M, N, K,
     stride_am, stride_asm, stride_bn, stride_bsn, stride_cm,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr, USE_ASM: tl.constexpr,
+    SPLIT_K: tl.constexpr, USE_ASM: tl.constexpr, MODE: tl.constexpr,
 ):  # fmt: skip
-    """All M (<= BLOCK_M) rows against BLOCK_N weight rows: fp32 products of decoded values,
-    summed per 16-block, then scaled by the weight's E4M3 scale. Weight decode is shared by the
-    BLOCK_M activation rows."""
+    """One activation row (program_id 2) against BLOCK_N weight rows on the CUDA cores.
+
+    MODE 0: elementwise fp32 accumulation acc[n, blk, j] += q_b * (s_b * a_dq), one reduction at
+    the end. MODE 1: fp32 sum over each 16-block, then times s_b. MODE 2: E2M1 x E2M1 products and
+    their sums over each half block (8 values) in fp16 - exact: |sum| <= 8 * 18 in steps of 1/8 -
+    then fp32 times s_a * s_b."""
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    m = tl.program_id(2).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rn = (offs_n % N).to(tl.int64)
-    offs_m = tl.arange(0, BLOCK_M)
-    rm = tl.minimum(offs_m, M - 1).to(tl.int64)
     kb0 = pid_k * (BLOCK_K // 2)
     ks0 = pid_k * (BLOCK_K // 16)
-    offs_kb = tl.arange(0, BLOCK_K // 2)
-    offs_ks = tl.arange(0, BLOCK_K // 16)
-    a_ptrs = a_ptr + rm[:, None] * stride_am + kb0 + offs_kb[None, :]
-    as_ptrs = as_ptr + rm[:, None] * stride_asm + ks0 + offs_ks[None, :]
-    b_ptrs = b_ptr + rn[:, None] * stride_bn + kb0 + offs_kb[None, :]
-    bs_ptrs = bs_ptr + rn[:, None] * stride_bsn + ks0 + offs_ks[None, :]
+    offs_blk = tl.arange(0, BLOCK_K // 16)
+    offs_kb = offs_blk[:, None] * 8 + tl.arange(0, 8)[None, :]
+    a_ptrs = a_ptr + m * stride_am + kb0 + offs_kb
+    as_ptrs = as_ptr + m * stride_asm + ks0 + offs_blk
+    b_ptrs = b_ptr + rn[:, None, None] * stride_bn + kb0 + offs_kb[None, :, :]
+    bs_ptrs = bs_ptr + rn[:, None] * stride_bsn + ks0 + offs_blk[None, :]
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCK_K // 16), dtype=tl.float32)
+    if MODE == 0:
+        acc = tl.zeros((BLOCK_N, BLOCK_K // 16, 8), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_N, BLOCK_K // 16), dtype=tl.float32)
     k_tiles = K // BLOCK_K
     for _ in range(pid_k, k_tiles, SPLIT_K):
         b = tl.load(b_ptrs)
         sb = tl.load(bs_ptrs)
         a = tl.load(a_ptrs)
         sa = tl.load(as_ptrs)
-        # weight: q_b * 2**-14 (fp32 exact); activation: q_a * s_a * 2**-7 * 2**21 = q_a s_a 2**14
+        # activation q_a * 2**-14, weight q_b * 2**-14 (fp16), scales s * 2**7 (fp32)
+        a_lo, a_hi = _e2m1_to_f16(a, USE_ASM)
         b_lo, b_hi = _e2m1_to_f16(b, USE_ASM)
-        a_lo, a_hi = _dequant_operand(a, sa, BLOCK_M, BLOCK_K, USE_ASM)
-        a_lo = a_lo.to(tl.float32) * 2097152.0
-        a_hi = a_hi.to(tl.float32) * 2097152.0
-        p = (
-            b_lo.to(tl.float32)[None, :, :] * a_lo[:, None, :]
-            + b_hi.to(tl.float32)[None, :, :] * a_hi[:, None, :]
-        )
-        blk = tl.sum(tl.reshape(p, (BLOCK_M, BLOCK_N, BLOCK_K // 16, 8)), axis=3)
-        s_b = _e4m3_to_f16_x128(sb).to(tl.float32) * 0.0078125
-        acc += blk * s_b[None, :, :]
+        s_a = _e4m3_to_f16_x128(sa).to(tl.float32)
+        s_b = _e4m3_to_f16_x128(sb).to(tl.float32)
+        if MODE == 0:
+            w_lo = (a_lo.to(tl.float32) * s_a[:, None])[None, :, :] * s_b[:, :, None]
+            w_hi = (a_hi.to(tl.float32) * s_a[:, None])[None, :, :] * s_b[:, :, None]
+            acc += b_lo.to(tl.float32) * w_lo
+            acc += b_hi.to(tl.float32) * w_hi
+        elif MODE == 1:
+            p = (
+                b_lo.to(tl.float32) * (a_lo.to(tl.float32) * s_a[:, None])[None, :, :]
+                + b_hi.to(tl.float32) * (a_hi.to(tl.float32) * s_a[:, None])[None, :, :]
+            )
+            acc += tl.sum(p, axis=2) * s_b
+        else:
+            # q_a * 2**13 in fp16 (<= 49152): products q_a * q_b / 2, exact
+            a_lo = (a_lo.to(tl.float32) * 134217728.0).to(tl.float16)
+            a_hi = (a_hi.to(tl.float32) * 134217728.0).to(tl.float16)
+            t_lo = tl.reduce(b_lo * a_lo[None, :, :], 2, _add_f16)
+            t_hi = tl.reduce(b_hi * a_hi[None, :, :], 2, _add_f16)
+            # (q_a q_b / 2) * (s_a 2**7)(s_b 2**7) * 2**-27 = q_a q_b s_a s_b * 2**-14
+            t = t_lo.to(tl.float32) + t_hi.to(tl.float32)
+            acc += t * (s_b * (s_a * 7.450580596923828e-09)[None, :])
         a_ptrs += SPLIT_K * (BLOCK_K // 2)
         b_ptrs += SPLIT_K * (BLOCK_K // 2)
         as_ptrs += SPLIT_K * (BLOCK_K // 16)
         bs_ptrs += SPLIT_K * (BLOCK_K // 16)
 
-    # acc holds the plain dot product (no 2**-14 factor); the reduce / epilogue multiply by 2**14.
-    out = tl.sum(acc, axis=2) * (1.0 / 16384.0)
-    om = offs_m.to(tl.int64)[:, None]
-    on = offs_n.to(tl.int64)[None, :]
-    mask = (om < M) & (on < N)
+    # acc = dot * 2**-14 (a: 2**-14, s_a and s_b: 2**7 each, b: 2**-14)
+    if MODE == 0:
+        out = tl.sum(tl.sum(acc, axis=2), axis=1)
+    else:
+        out = tl.sum(acc, axis=1)
+    on = offs_n.to(tl.int64)
+    mask = on < N
     if SPLIT_K == 1:
         alpha = tl.load(alpha_ptr) * 16384.0
-        tl.store(c_ptr + om * stride_cm + on, _to_bf16(out * alpha), mask=mask)
+        tl.store(c_ptr + m * stride_cm + on, _to_bf16(out * alpha), mask=mask)
     else:
-        tl.store(ws_ptr + (pid_k * M + om) * N + on, out, mask=mask)
+        tl.store(ws_ptr + (pid_k * M + m) * N + on, out, mask=mask)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -584,6 +643,23 @@ def _check_operand(name, packed, scales, K=None):
     return rows, kh * 2
 
 
+def decode_planes(packed: torch.Tensor, scales: torch.Tensor, *, use_asm: bool = False):
+    """fp16 [2, R, K/2]: even / odd elements of dequant(packed, scales) * 2**-7 (exact)."""
+    R, K = packed.shape[0], packed.shape[1] * 2
+    if not (packed.is_contiguous() and scales.is_contiguous() and scales.shape[1] * 16 == K):
+        raise ValueError(
+            "decode_planes needs contiguous codes [R, K/2] and linear scales [R, K/16]"
+        )
+    out = torch.empty(2, R, K // 2, dtype=torch.float16, device=packed.device)
+    n_blocks = R * K // 16
+    block = 256
+    _planes_kernel[(triton.cdiv(n_blocks, block),)](
+        packed, scales.view(torch.uint8), out, n_blocks, R * K // 2, BLOCK=block,
+        USE_ASM=use_asm and not INTERPRET, num_warps=4,
+    )  # fmt: skip
+    return out
+
+
 def nvfp4_gemm(
     a_packed: torch.Tensor,
     a_scales: torch.Tensor,
@@ -647,30 +723,26 @@ def nvfp4_gemm(
         out.stride(0),
     )
     if cfg["kernel"] == "gemv":
-        bm = cfg["block_m"]
-        if M > bm:
-            raise ValueError(f"gemv config has block_m={bm} < M={M}")
-        grid = (triton.cdiv(N, cfg["block_n"]), split_k)
+        grid = (triton.cdiv(N, cfg["block_n"]), split_k, M)
         _gemv_kernel[grid](
             *args,
-            BLOCK_M=bm, BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k,
-            USE_ASM=cfg.get("use_asm", False),
+            BLOCK_M=1, BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k,
+            USE_ASM=cfg.get("use_asm", False), MODE=cfg.get("mode", 2),
             num_warps=cfg.get("num_warps", 4), num_stages=cfg.get("num_stages", 1),
         )  # fmt: skip
     else:
+        b_planes = bool(cfg.get("b_planes", False))
+        if b_planes:
+            planes = decode_planes(b_packed, b_scales, use_asm=cfg.get("use_asm", False))
+            args = args[:2] + (planes,) + args[3:12] + (K // 2,) + args[13:]
         grid = (triton.cdiv(M, cfg["block_m"]) * triton.cdiv(N, cfg["block_n"]), split_k)
         _gemm_kernel[grid](
             *args,
-            BLOCK_M=cfg["block_m"],
-            BLOCK_N=cfg["block_n"],
-            BLOCK_K=bk,
-            SPLIT_K=split_k,
-            GROUP_M=cfg.get("group_m", 8),
-            SWAP_AB=cfg.get("swap_ab", False),
-            USE_ASM=cfg.get("use_asm", False),
-            num_warps=cfg.get("num_warps", 4),
-            num_stages=cfg.get("num_stages", 3),
-        )
+            BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k,
+            GROUP_M=cfg.get("group_m", 8), SWAP_AB=cfg.get("swap_ab", False),
+            USE_ASM=cfg.get("use_asm", False), B_PLANES=b_planes,
+            num_warps=cfg.get("num_warps", 4), num_stages=cfg.get("num_stages", 3),
+        )  # fmt: skip
     if split_k > 1:
         block = 1024
         _splitk_reduce_kernel[(triton.cdiv(M * N, block),)](
