@@ -75,7 +75,13 @@ def read_tsv(path: str | Path) -> pd.DataFrame:
 
 
 def read_bench(path: str | Path) -> pd.DataFrame:
-    frame = read_tsv(path)
+    frame = pd.read_csv(
+        path,
+        sep="\t",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"reason": str, "gpu_throttle": str, "provider": str, "status": str},
+    )
     missing = [c for c in BENCH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a bench TSV, missing columns {missing}")

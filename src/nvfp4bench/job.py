@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from . import envinfo, io
 from .gpu_slots import gpu_slot, scheduler_assigned_gpus
@@ -41,7 +42,9 @@ def run_bench_job(N: int, K: int, params: dict, tsv_path: str, env_path: str) ->
             gpu_state_before=envinfo.gpu_state(device),
         )
         log.info("sweep N=%d K=%d on %s (slot %s)", N, K, device, slot)
+        started = time.perf_counter()
         rows = run_shape(settings)
+        record["sweep_seconds"] = round(time.perf_counter() - started, 3)
         record["gpu_state_after"] = envinfo.gpu_state(device)
     record["rows"] = rows["status"].value_counts().to_dict()
     io.write_tsv(rows, tsv_path)

@@ -1,0 +1,108 @@
+"""End-to-end Snakemake runs on the CPU: outputs, their content, and incremental re-runs."""
+
+import json
+
+import matplotlib.image
+import pandas as pd
+import pytest
+
+from nvfp4bench.io import BENCH_COLUMNS, read_bench, read_tsv
+from pipeline_helpers import make_workdir, mtimes, small_config, snakemake, tiny_llama
+
+pytestmark = pytest.mark.slow
+
+# tiny-a: qkv (512, 256), o (256, 256), gate_up (1024, 256), down (256, 512)
+# tiny-b shares qkv and o with tiny-a, and adds gate_up (1536, 256), down (256, 768)
+SHAPES_A = {(512, 256), (256, 256), (1024, 256), (256, 512)}
+SHAPES_B_NEW = {(1536, 256), (256, 768)}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One complete run of a small sweep, shared by the tests below (they only read it)."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    work = make_workdir(tmp)
+    models = [tiny_llama(tmp / "models" / "tiny-a", hidden=256, intermediate=512)]
+    config = small_config(models)
+    snakemake(work, config)
+    return work, config, tmp
+
+
+def bench_shapes(results):
+    return {
+        tuple(int(x) for x in p.stem[1:].split("_k")) for p in (results / "bench").glob("n*_k*.tsv")
+    }
+
+
+def test_every_output_written_with_the_right_content(run):
+    work, config, _ = run
+    results = work / "results" / "cpu"
+    assert bench_shapes(results) == SHAPES_A
+    for N, K in SHAPES_A:
+        bench = read_bench(results / "bench" / f"n{N}_k{K}.tsv")
+        assert list(bench.columns) == BENCH_COLUMNS
+        assert set(zip(bench["N"], bench["K"], strict=True)) == {(N, K)}
+        # bf16 once per M, nvfp4 per (had, M), noquant once per M
+        assert len(bench) == 2 * (1 + 2 + 1)
+        bf16 = bench[bench["provider"] == "torch-bf16"]
+        assert (bf16["status"] == "ok").all() and (bf16["tflops_median"] > 0).all()
+        nvfp4 = bench[bench["provider"].str.startswith("nvfp4")]
+        assert (nvfp4["status"] == "skipped").all()
+        assert nvfp4["reason"].str.contains("compute capability").all()
+        env = json.loads((results / "bench" / f"n{N}_k{K}.env.json").read_text())
+        assert env["shape"] == {"N": N, "K": K}
+        assert env["settings"]["batch_sizes"] == [1, 2] and env["timing_method"] == "cpu"
+        assert env["torch"] and env["config_hash"] and env["date"]
+        accuracy = read_tsv(results / "accuracy" / f"n{N}_k{K}.tsv")
+        assert set(accuracy["had_size"]) == {0, 16, 32}
+        assert set(accuracy["distribution"]) == {"gaussian", "outliers"}
+        assert accuracy["err_output"].between(0.01, 0.5).all()
+        image = matplotlib.image.imread(results / "plots" / f"bench_nvfp4_res_n{N}_k{K}.png")
+        assert image.shape[0] > 200 and image.shape[1] > 400
+        frame = pd.read_pickle(results / "plots" / f"bench_nvfp4_res_n{N}_k{K}.pkl")
+        assert frame["users"].iloc[0].endswith(
+            {(512, 256): "qkv_proj", (256, 256): "o_proj", (1024, 256): "gate_up_proj",
+             (256, 512): "down_proj"}[(N, K)]
+        )
+        for name in (f"accuracy_n{N}_k{K}.png", f"speed_vs_error_n{N}_k{K}.png"):
+            assert matplotlib.image.imread(results / "plots" / name).size > 0
+    summary = read_tsv(results / "summary.tsv")
+    assert len(summary) == 4 * 8
+    bf16 = summary[summary["provider"] == "torch-bf16"]
+    assert (bf16["speedup_vs_bf16"] == 1.0).all()
+    assert {"err_output_gaussian", "err_output_outliers"} <= set(summary.columns)
+    with_had = summary[summary["had_size"].notna()]
+    assert with_had["err_output_gaussian"].notna().all()
+    assert matplotlib.image.imread(results / "speedup_heatmap.png").size > 0
+    shapes = read_tsv(work / "results" / "shapes" / "unique.tsv")
+    assert set(zip(shapes["N"], shapes["K"], strict=True)) == SHAPES_A
+
+
+def test_unchanged_config_has_nothing_to_do(run):
+    work, config, _ = run
+    result = snakemake(work, config, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_adding_a_model_runs_only_its_new_shapes_then_a_setting_reruns_all(run):
+    work, config, tmp = run
+    results = work / "results" / "cpu"
+    before = mtimes(results / "bench", "*.tsv")
+    model_b = tiny_llama(tmp / "models" / "tiny-b", hidden=256, intermediate=768)
+    grown = dict(config, models=[*config["models"], model_b])
+    snakemake(work, grown)
+    after = mtimes(results / "bench", "*.tsv")
+    assert {k: v for k, v in after.items() if k in before} == before  # old shapes untouched
+    new = {tuple(int(x) for x in name[1:-4].split("_k")) for name in set(after) - set(before)}
+    assert new == SHAPES_B_NEW
+    users = read_tsv(work / "results" / "shapes" / "unique.tsv").set_index(["N", "K"])["users"]
+    assert "tiny-a:qkv_proj" in users[(512, 256)] and "tiny-b:qkv_proj" in users[(512, 256)]
+
+    # A bench setting (batch sizes) changes every bench job's params: all re-run.
+    changed = dict(grown, batch_sizes=[1, 4])
+    dry = snakemake(work, changed, "-n")
+    assert "params" in (dry.stdout + dry.stderr).lower()
+    snakemake(work, changed)
+    rerun = mtimes(results / "bench", "*.tsv")
+    assert all(rerun[name] != after[name] for name in after)
+    assert set(read_bench(results / "bench" / "n256_k256.tsv")["M"]) == {1, 4}
