@@ -27,6 +27,7 @@ per 4 bytes (8 values) instead of per-element integer code; the interpreter take
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import torch
 import triton
@@ -462,15 +463,16 @@ def _gemv_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr, USE_ASM: tl.constexpr, MODE: tl.constexpr,
 ):  # fmt: skip
-    """One activation row (program_id 2) against BLOCK_N weight rows on the CUDA cores.
+    """One activation row (program_id 0, fastest: the rows sharing a weight tile run together and
+    the weight is read from DRAM once) against BLOCK_N weight rows on the CUDA cores.
 
     MODE 0: elementwise fp32 accumulation acc[n, blk, j] += q_b * (s_b * a_dq), one reduction at
     the end. MODE 1: fp32 sum over each 16-block, then times s_b. MODE 2: E2M1 x E2M1 products and
     their sums over each half block (8 values) in fp16 - exact: |sum| <= 8 * 18 in steps of 1/8 -
     then fp32 times s_a * s_b."""
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    m = tl.program_id(2).to(tl.int64)
+    m = tl.program_id(0).to(tl.int64)
+    pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rn = (offs_n % N).to(tl.int64)
     kb0 = pid_k * (BLOCK_K // 2)
@@ -556,74 +558,95 @@ def _pow2_at_least(n: int, lo: int) -> int:
     return p
 
 
-def default_gemm_config(M: int, N: int, K: int, device: torch.device | None = None) -> GemmConfig:
-    """The configuration used when none is given (chosen from the H100 sweep in NOTES.md)."""
-    use_asm = not INTERPRET and (device is None or device.type == "cuda")
-    if INTERPRET or (device is not None and device.type != "cuda"):
-        # Tiny, interpreter-friendly tiles.
-        if M <= 4:
-            return GemmConfig(
-                kernel="gemv",
-                block_m=_pow2_at_least(M, 1),
-                block_n=16,
-                block_k=64,
-                split_k=1,
-                use_asm=False,
-                num_warps=4,
-                num_stages=1,
-            )
-        return GemmConfig(
-            kernel="mma",
-            block_m=16,
-            block_n=16,
-            block_k=64,
-            split_k=1,
-            group_m=8,
-            swap_ab=False,
-            use_asm=False,
-            num_warps=4,
-            num_stages=1,
-        )
+def _gemv(bn, bk, mode=2, split=1, warps=4):
+    return GemmConfig(kernel="gemv", block_n=bn, block_k=bk, split_k=split, mode=mode,
+                      use_asm=True, num_warps=warps, num_stages=1)  # fmt: skip
+
+
+def _mma(bm, bn, bk, swap, split=1, warps=4, stages=4, planes=False, group=8):
+    return GemmConfig(kernel="mma", block_m=bm, block_n=bn, block_k=bk, split_k=split,
+                      group_m=group, swap_ab=swap, b_planes=planes, use_asm=True,
+                      num_warps=warps, num_stages=stages)  # fmt: skip
+
+
+def gemm_candidates(M: int, N: int, K: int) -> list[GemmConfig]:
+    """The small tuning space per batch size (H100); the first entry is the untuned default."""
+    if M == 1:
+        return [_gemv(16, 512), _gemv(32, 256), _gemv(16, 512, mode=1), _gemv(16, 512, mode=0),
+                _mma(16, 128, 256, True), _mma(16, 64, 256, True, split=2)]  # fmt: skip
     if M <= 4:
-        return GemmConfig(
-            kernel="gemv",
-            block_m=_pow2_at_least(M, 1),
-            block_n=16,
-            block_k=512,
-            split_k=1,
-            use_asm=use_asm,
-            num_warps=4,
-            num_stages=1,
-        )
+        return [_mma(16, 128, 256, True), _mma(16, 64, 256, True), _gemv(16, 512),
+                _mma(16, 64, 256, True, split=2)]  # fmt: skip
     if M <= 64:
         bm = _pow2_at_least(M, 16)
-        return GemmConfig(
-            kernel="mma",
-            block_m=bm,
-            block_n=128,
-            block_k=128,
-            split_k=1,
-            group_m=1,
-            swap_ab=True,
-            use_asm=use_asm,
-            num_warps=4,
-            num_stages=4,
-        )
-    if M <= 256:
-        return GemmConfig(
-            kernel="mma",
-            block_m=64,
-            block_n=128,
-            block_k=128,
-            split_k=1,
-            group_m=8,
-            swap_ab=True,
-            use_asm=use_asm,
-            num_warps=4,
-            num_stages=4,
-        )
-    return GemmConfig(kernel="mma", block_m=128, block_n=256, block_k=64, split_k=1, group_m=8,
-                      swap_ab=False, use_asm=use_asm, num_warps=8, num_stages=3)  # fmt: skip
+        return [_mma(bm, 128, 256, True), _mma(bm, 64, 256, True), _mma(bm, 128, 128, True),
+                _mma(bm, 64, 256, True, split=2), _mma(bm, 128, 256, True, split=2)]  # fmt: skip
+    if M <= 512:
+        return [_mma(64, 128, 128, True), _mma(128, 128, 128, True, warps=8),
+                _mma(128, 128, 128, False, warps=8, stages=3),
+                _mma(64, 256, 128, True, warps=8, stages=3)]  # fmt: skip
+    cands = [_mma(128, 256, 64, False, warps=8, stages=3),
+             _mma(128, 128, 128, False, warps=8, stages=3)]  # fmt: skip
+    if M >= 2048:
+        cands += [_mma(128, 256, 64, False, warps=8, stages=3, planes=True),
+                  _mma(128, 256, 64, False, warps=8, stages=4, planes=True),
+                  _mma(128, 128, 128, False, warps=8, stages=3, planes=True)]  # fmt: skip
+    return cands
+
+
+def default_gemm_config(M: int, N: int, K: int, device: torch.device | None = None) -> GemmConfig:
+    """The untuned configuration (first candidate); tiny tiles under the interpreter."""
+    if INTERPRET or (device is not None and device.type != "cuda"):
+        if M == 1:
+            return GemmConfig(kernel="gemv", block_n=16, block_k=64, split_k=1, mode=2,
+                              use_asm=False, num_warps=4, num_stages=1)  # fmt: skip
+        return GemmConfig(kernel="mma", block_m=16, block_n=16, block_k=64, split_k=1,
+                          group_m=8, swap_ab=M <= 16, b_planes=False, use_asm=False,
+                          num_warps=4, num_stages=1)  # fmt: skip
+    return gemm_candidates(M, N, K)[0]
+
+
+def _m_bucket(M: int) -> int:
+    return M if M <= 64 else _pow2_at_least(M, 128)
+
+
+_TUNED: dict = {}
+
+
+def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float = 15.0,
+                      verbose: bool = False) -> GemmConfig:  # fmt: skip
+    """Best of gemm_candidates for this (M bucket, N, K, device), timed once with
+    triton.testing.do_bench (median) on the given operands, then cached (like triton.autotune).
+    A candidate that fails to compile or launch (e.g. out of shared memory) is skipped."""
+    M, N, K = a_packed.shape[0], b_packed.shape[0], a_packed.shape[1] * 2
+    dev = a_packed.device
+    if dev.type != "cuda" or INTERPRET:
+        return default_gemm_config(M, N, K, dev)
+    key = (_m_bucket(M), N, K, str(dev))
+    if key not in _TUNED:
+        import triton.testing
+
+        out = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
+        best = None
+        for cfg in gemm_candidates(M, N, K):
+            try:
+                ms = triton.testing.do_bench(
+                    partial(nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, out=out,
+                            config=cfg),
+                    warmup=5, rep=rep_ms, return_mode="median",
+                )  # fmt: skip
+            except Exception as error:  # noqa: BLE001 - a config that does not fit is skipped
+                if verbose:
+                    print(f"  tune skip {cfg!r}: {type(error).__name__}: {str(error)[:120]}")
+                continue
+            if verbose:
+                print(f"  tune M={M} N={N} K={K} {ms * 1e3:9.1f} us  {cfg!r}")
+            if best is None or ms < best[0]:
+                best = (ms, cfg)
+        if best is None:
+            raise RuntimeError(f"no GEMM configuration ran for M={M} N={N} K={K}")
+        _TUNED[key] = best[1]
+    return GemmConfig(_TUNED[key])
 
 
 def _check_operand(name, packed, scales, K=None):
@@ -668,21 +691,24 @@ def nvfp4_gemm(
     alpha: torch.Tensor | float = 1.0,
     *,
     out: torch.Tensor | None = None,
-    config: dict | None = None,
+    config: dict | str | None = None,
     workspace: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """bf16 [M, N] = alpha * (a_q * a_s) @ (b_q * b_s)^T, fp32 accumulation.
 
     a_packed uint8 [M, K/2], a_scales e4m3 linear [M, K/16] (row-major, as quantize_nvfp4 and
     numerics.quantize_nvfp4 return them), b likewise [N, ...]; alpha: float or fp32 tensor of one
-    element (= 1 / (gs_a * gs_b) for globally scaled operands). K must be a multiple of the
-    config's block_k (default configs need K % 512 == 0 on GPU for M <= 4, else K % 128).
+    element (= 1 / (gs_a * gs_b) for globally scaled operands). K: a multiple of 32 (block_k is
+    halved until it divides K). `config`: a GemmConfig / dict, "tuned" (tuned_gemm_config: best
+    of gemm_candidates, timed on the first call per shape) or None (default_gemm_config).
     """
     M, K = _check_operand("a", a_packed, a_scales)
     N, Kb = _check_operand("b", b_packed, b_scales)
     if K != Kb:
         raise ValueError(f"K mismatch: a has {K}, b has {Kb}")
     dev = a_packed.device
+    if config == "tuned":
+        config = tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
     cfg = GemmConfig(config or default_gemm_config(M, N, K, dev))
     bk = cfg["block_k"]
     while K % (bk * cfg.get("split_k", 1)) and bk > 32:  # fall back to a block that divides K
@@ -723,7 +749,7 @@ def nvfp4_gemm(
         out.stride(0),
     )
     if cfg["kernel"] == "gemv":
-        grid = (triton.cdiv(N, cfg["block_n"]), split_k, M)
+        grid = (M, triton.cdiv(N, cfg["block_n"]), split_k)
         _gemv_kernel[grid](
             *args,
             BLOCK_M=1, BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k,
