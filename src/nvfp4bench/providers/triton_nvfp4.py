@@ -1,3 +1,95 @@
-"""Placeholder until the Triton providers land (issue 4): registers nothing yet."""
+"""NVFP4 + Hadamard in Triton for GPUs without FP4 tensor cores (Hopper, Ampere+): issue 4.
 
-PROVIDERS: list = []
+Kernels: ``nvfp4bench.kernels.triton_nvfp4`` (fused rotate + quantize; W4A4 GEMM decoding E2M1 x
+E4M3 to fp16 for the tensor cores, a GEMV path and split-K for small M). Global scales are 1
+(alpha = 1), as the seed's vLLM benchmark uses them. The weight is quantized once in prepare
+with the same Hadamard size; the GEMM configuration is tuned once per shape in prepare (a small
+candidate space, like triton.autotune) so the timed call does no tuning.
+
+* ``nvfp4-triton``: rotate + quantize the activation inside the timed call, then the GEMM.
+  had_size None means no rotation (plain NVFP4).
+* ``nvfp4-triton-noquant``: the GEMM alone on a pre-quantized activation; with had_size None
+  both operands are quantized with the 16-point rotation (as vllm_cutlass's noquant provider).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Prepared, Provider, needs_cuda_capability
+
+NOQUANT_HAD_SIZE = 16
+
+_capability_check = needs_cuda_capability((8, 0))
+
+
+def _unavailable_reason(device: torch.device) -> str | None:
+    reason = _capability_check(device)
+    if reason:
+        return reason
+    try:
+        import triton  # noqa: F401
+
+        from ..kernels import triton_nvfp4  # noqa: F401
+    except Exception as error:  # ImportError, or a triton that fails to load
+        return f"triton not importable: {type(error).__name__}: {error}"
+    return None
+
+
+def _make_prepare(quantize_activation: bool):
+    def prepare(a: torch.Tensor, b: torch.Tensor, had_size: int | None) -> Prepared:
+        from ..kernels.triton_nvfp4 import nvfp4_gemm, quantize_nvfp4, tuned_gemm_config
+        from ..numerics import dequantize_nvfp4
+
+        M, K = a.shape
+        N = b.shape[0]
+        r = had_size if quantize_activation else (had_size or NOQUANT_HAD_SIZE)
+        gs = torch.ones(1, dtype=torch.float32, device=a.device)
+        alpha = torch.ones(1, dtype=torch.float32, device=a.device)
+        a16 = a.to(torch.bfloat16).contiguous()
+        b_packed, b_scales = quantize_nvfp4(b.to(torch.bfloat16), r, gs)
+        a_packed, a_scales = quantize_nvfp4(a16, r, gs)
+        config = tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
+        out = torch.empty(M, N, dtype=torch.bfloat16, device=a.device)
+        q_buf = (torch.empty_like(a_packed), torch.empty_like(a_scales))
+
+        def gemm(packed, scales):
+            return nvfp4_gemm(packed, scales, b_packed, b_scales, alpha, out=out, config=config)
+
+        if quantize_activation:
+
+            def run():
+                packed, scales = quantize_nvfp4(a16, r, gs, out=q_buf)
+                return gemm(packed, scales)
+        else:
+
+            def run():
+                return gemm(a_packed, a_scales)
+
+        def reference(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+            a_dq = dequantize_nvfp4(a_packed[rows], a_scales[rows]).double()
+            b_dq = dequantize_nvfp4(b_packed[cols], b_scales[cols]).double()
+            return a_dq @ b_dq.T * float(alpha)
+
+        # Exact up to fp32 accumulation order and the bf16 output rounding.
+        return Prepared(run=run, reference=reference, tolerance=1e-2)
+
+    return prepare
+
+
+PROVIDERS = [
+    Provider(
+        name="nvfp4-triton",
+        description="Triton fused Hadamard + NVFP4 quantize, then Triton W4A4 GEMM (fp16 MMA)",
+        uses_had_size=True,
+        unavailable_reason=_unavailable_reason,
+        prepare=_make_prepare(quantize_activation=True),
+    ),
+    Provider(
+        name="nvfp4-triton-noquant",
+        description="Triton W4A4 GEMM on a pre-quantized activation (had 16 when unset)",
+        uses_had_size=False,
+        unavailable_reason=_unavailable_reason,
+        prepare=_make_prepare(quantize_activation=False),
+    ),
+]
