@@ -108,6 +108,11 @@ def test_quantize_swizzled_and_linear_agree(gen, had_size):
                        lin.cpu().view(torch.uint8))  # fmt: skip
 
 
+@pytest.mark.parametrize("had_size", [16, 32, 64, 128])
+def test_kernel_hadamard_is_the_reference(had_size):
+    assert torch.equal(tk.hadamard_bf16(had_size), nm.hadamard_matrix(had_size, torch.bfloat16))
+
+
 def test_quantize_rejects_bad_shapes():
     x = torch.zeros(2, 96, dtype=torch.bfloat16, device=DEV)
     with pytest.raises(ValueError, match="had_size"):
@@ -231,7 +236,7 @@ def test_gemm_candidates_on_gpu(gen, M):
     ops, alpha, ref = _operands(gen, M, N, K, gs_a=0.5, gs_b=3.0)
     for config in tk.gemm_candidates(M, N, K):
         _check_gemm(_run_gemm(ops, alpha, config), ref)
-    for config in tk.gemm_candidates(M, N, K)[:2]:  # the Triton-code decode path as well
+    for config in tk.gemm_candidates(M, N, K)[:1]:  # the Triton-code decode path as well
         _check_gemm(_run_gemm(ops, alpha, dict(config, use_asm=False)), ref)
 
 

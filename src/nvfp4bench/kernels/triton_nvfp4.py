@@ -224,12 +224,20 @@ def _quantize_kernel(
 _HADAMARD_CACHE: dict = {}
 
 
+def hadamard_bf16(had_size: int, device=None) -> torch.Tensor:
+    """Sylvester Hadamard (+-1) in bf16 times had_size**-0.5, rounded once to bf16: the same
+    matrix as ``numerics.hadamard_matrix`` (compressed-tensors' deterministic_hadamard_matrix *
+    r**-0.5), built here so the kernels need no compressed-tensors at run time."""
+    h = torch.ones(1, 1)
+    while h.shape[0] < had_size:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return (h.to(torch.bfloat16) * had_size**-0.5).to(device).contiguous()
+
+
 def _hadamard(had_size: int, device) -> torch.Tensor:
     key = (had_size, str(device))
     if key not in _HADAMARD_CACHE:
-        from ..numerics import hadamard_matrix
-
-        _HADAMARD_CACHE[key] = hadamard_matrix(had_size, torch.bfloat16, device).contiguous()
+        _HADAMARD_CACHE[key] = hadamard_bf16(had_size, device)
     return _HADAMARD_CACHE[key]
 
 
@@ -611,6 +619,7 @@ def _m_bucket(M: int) -> int:
 
 
 _TUNED: dict = {}
+LAST_KERNEL: list = [None]  # the last GEMM launch's compiled kernel (registers, spills, smem)
 
 
 def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float = 15.0,
@@ -750,7 +759,7 @@ def nvfp4_gemm(
     )
     if cfg["kernel"] == "gemv":
         grid = (M, triton.cdiv(N, cfg["block_n"]), split_k)
-        _gemv_kernel[grid](
+        kernel = _gemv_kernel[grid](
             *args,
             BLOCK_M=1, BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k,
             USE_ASM=cfg.get("use_asm", False), MODE=cfg.get("mode", 2),
@@ -762,13 +771,14 @@ def nvfp4_gemm(
             planes = decode_planes(b_packed, b_scales, use_asm=cfg.get("use_asm", False))
             args = args[:2] + (planes,) + args[3:12] + (K // 2,) + args[13:]
         grid = (triton.cdiv(M, cfg["block_m"]) * triton.cdiv(N, cfg["block_n"]), split_k)
-        _gemm_kernel[grid](
+        kernel = _gemm_kernel[grid](
             *args,
             BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k,
             GROUP_M=cfg.get("group_m", 8), SWAP_AB=cfg.get("swap_ab", False),
             USE_ASM=cfg.get("use_asm", False), B_PLANES=b_planes,
             num_warps=cfg.get("num_warps", 4), num_stages=cfg.get("num_stages", 3),
         )  # fmt: skip
+    LAST_KERNEL[0] = kernel
     if split_k > 1:
         block = 1024
         _splitk_reduce_kernel[(triton.cdiv(M * N, block),)](
