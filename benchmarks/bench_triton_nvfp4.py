@@ -129,8 +129,7 @@ def quant_sweep(rep_ms: float, log) -> None:
     gs = torch.ones(1, device="cuda")
     nbytes = x.numel() * 2.5625
     for r in (16, 128):
-        for block_elems, warps, per_sm in [(8192, 4, 8), (4096, 4, 8), (16384, 8, 4),
-                                           (8192, 8, 4), (4096, 4, 16), (2048, 4, 16)]:  # fmt: skip
+        for block_elems, warps, per_sm in [(8192, 4, 8), (4096, 4, 16), (16384, 8, 4)]:
             kw = dict(block_elems=block_elems, num_warps=warps, programs_per_sm=per_sm)
             try:
                 ms = bench(lambda kw=kw, r=r: quantize_nvfp4(x, r, gs, **kw), rep_ms)
