@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from . import __version__
+
 # NVML throttle reasons that mean the GPU slowed itself down (idle or app-clock settings do not).
 _SLOWDOWN_REASONS = {
     "nvmlClocksThrottleReasonSwPowerCap": "sw_power_cap",
@@ -122,7 +124,9 @@ def _git_commit() -> str | None:
             text=True,
             timeout=10,
         ).stdout.strip()
-        return (commit + ("-dirty" if dirty else "")) if commit else None
+        if not re.fullmatch(r"[0-9a-f]{40}", commit):  # a copy without git history
+            return None
+        return commit + ("-dirty" if dirty else "")
     except Exception:
         return None
 
@@ -138,7 +142,7 @@ def environment(device: torch.device) -> dict:
         "cuda": torch.version.cuda,
         "triton": _version("triton"),
         "vllm": _version("vllm"),
-        "nvfp4bench": _version("nvfp4bench"),
+        "nvfp4bench": __version__,
         "git_commit": _git_commit(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
