@@ -32,9 +32,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from pipeline_helpers import ROOT, make_workdir, tiny_llama
 
 from nvfp4bench.io import read_tsv
-from pipeline_helpers import ROOT, make_workdir, tiny_llama
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
