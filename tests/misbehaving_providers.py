@@ -43,3 +43,14 @@ PROVIDERS = [
     _provider("test-oom", _oom_at_m16, uses_had_size=True),
     _provider("test-unsupported", _unsupported),
 ]
+
+
+def _slow(a, b, had_size):
+    # Slow enough (3 s a row) for the interruption tests to catch a bench job mid-sweep.
+    import time
+
+    time.sleep(3)
+    return Prepared(lambda: F.linear(a, b), _bf16_reference(a, b), 1e-2)
+
+
+PROVIDERS.append(_provider("test-slow", _slow))
