@@ -123,21 +123,23 @@ def sample_check(out, a_q, a_s, b_q, b_s, gen_seed: int) -> tuple[float, float]:
 
 def quant_sweep(rep_ms: float, log) -> None:
     """Quantize kernel variants at M=4096, K=8192: GB/s against the copy floor."""
-    from nvfp4bench.kernels.triton_nvfp4 import quantize_nvfp4
+    from nvfp4bench.kernels.triton_nvfp4 import QUANT_CANDIDATES, quantize_nvfp4
 
     x = torch.randn(4096, 8192, device="cuda", dtype=torch.bfloat16)
     gs = torch.ones(1, device="cuda")
     nbytes = x.numel() * 2.5625
     for r in (16, 128):
-        for block_elems, warps, per_sm in [(8192, 4, 8), (4096, 4, 16), (16384, 8, 4)]:
-            kw = dict(block_elems=block_elems, num_warps=warps, programs_per_sm=per_sm)
+        for block_elems, warps, per_sm, stages in QUANT_CANDIDATES:
+            kw = dict(block_elems=block_elems, num_warps=warps, programs_per_sm=per_sm,
+                      num_stages=stages)  # fmt: skip
             try:
                 ms = bench(lambda kw=kw, r=r: quantize_nvfp4(x, r, gs, **kw), rep_ms)
             except Exception as error:  # noqa: BLE001
                 log(f"quant r={r} {kw}: FAILED {type(error).__name__}: {str(error)[:100]}")
                 continue
-            log(f"quant r={r:3d} {kw}: {ms * 1e3:8.1f} us  {nbytes / ms / 1e9:7.0f} GB/s  "
-                f"{nbytes / ms / 1e9 / (BW_COPY / 1e9):.2f} x copy floor")  # fmt: skip
+            bw = nbytes / (ms * 1e-3)
+            log(f"quant r={r:3d} {kw}: {ms * 1e3:8.1f} us  {bw / 1e9:7.0f} GB/s  "
+                f"{bw / BW_COPY:.2f} x copy floor")  # fmt: skip
 
 
 def make_weights(N: int, K: int, had_size: int):
@@ -161,16 +163,18 @@ def bench_row(M: int, N: int, K: int, weights, args):
     out = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
     if args.tune_verbose:
         tk._TUNED.pop((tk._m_bucket(M), N, K, "cuda"), None)
-    cfg = tk.tuned_gemm_config(a_q, a_s, b_q, b_s, verbose=args.tune_verbose)
+        tk._TUNED_QUANT.clear()
+    cfg = tk.tuned_gemm_config(a_q, a_s, b_q, b_s, verbose=args.tune_verbose, log=args.log)
+    qcfg = tk.tuned_quant_config(a, args.had_size, verbose=args.tune_verbose, log=args.log)
 
     def gemm():
         return tk.nvfp4_gemm(a_q, a_s, b_q, b_s, alpha, out=out, config=cfg)
 
     def quant():
-        return tk.quantize_nvfp4(a, args.had_size, gs, out=q_buf)
+        return tk.quantize_nvfp4(a, args.had_size, gs, out=q_buf, **qcfg)
 
     def quant_gemm():
-        q, s = tk.quantize_nvfp4(a, args.had_size, gs, out=q_buf)
+        q, s = tk.quantize_nvfp4(a, args.had_size, gs, out=q_buf, **qcfg)
         return tk.nvfp4_gemm(q, s, b_q, b_s, alpha, out=out, config=cfg)
 
     out.fill_(float("nan"))
@@ -185,7 +189,7 @@ def bench_row(M: int, N: int, K: int, weights, args):
         "quant+gemm": bench(quant_gemm, args.rep_ms),
         "quant": bench(quant, args.rep_ms),
     }
-    return times, rel, mism, cfg
+    return times, rel, mism, cfg, qcfg
 
 
 def main(argv=None) -> int:
@@ -211,6 +215,8 @@ def main(argv=None) -> int:
         log_f.write(msg + "\n")
         log_f.flush()
 
+    args.log = log
+
     dev = torch.device("cuda")
     props = torch.cuda.get_device_properties(dev)
     import triton
@@ -229,6 +235,9 @@ def main(argv=None) -> int:
     rows = []
     header = ["layer", "N", "K", "M", "impl", "time_us", "floor_us", "x_floor", "x_bf16",
               "tflops", "rel_err", "mismatch", "config"]  # fmt: skip
+    tsv = os.path.join(args.out, "bench_triton_nvfp4.tsv")
+    tsv_f = open(tsv, "w")  # written row by row: a run cut short keeps what it measured
+    tsv_f.write("\t".join(header) + "\n")
     torch.manual_seed(0)
     for layer in args.layers:
         N, K = LAYERS[layer]
@@ -236,7 +245,7 @@ def main(argv=None) -> int:
         for M in ms_list:
             t0 = time.time()
             try:
-                times, rel, mism, cfg = bench_row(M, N, K, weights, args)
+                times, rel, mism, cfg, qcfg = bench_row(M, N, K, weights, args)
             except Exception as error:  # noqa: BLE001 - one failing row must not end the run
                 log(f"{layer} M={M}: FAILED {type(error).__name__}: {str(error)[:300]}")
                 torch.cuda.empty_cache()
@@ -251,25 +260,23 @@ def main(argv=None) -> int:
                     "tflops": 2 * M * N * K / (ms * 1e-3) / 1e12 if impl != "quant" else math.nan,
                     "rel_err": rel if impl == "gemm" else math.nan,
                     "mismatch": mism if impl == "gemm" else math.nan,
-                    "config": repr(cfg) if impl in ("gemm", "quant+gemm") else "",
+                    "config": repr(cfg) if impl in ("gemm", "quant+gemm") else repr(qcfg),
                 })  # fmt: skip
+                tsv_f.write("\t".join(f"{rows[-1][h]:.4g}" if isinstance(rows[-1][h], float)
+                                      else str(rows[-1][h]) for h in header) + "\n")  # fmt: skip
+                tsv_f.flush()
             t_b, t_g, t_qg, t_q = (times[k] for k in ("bf16", "gemm", "quant+gemm", "quant"))
             log(
                 f"{layer:7s} M={M:6d}  bf16 {t_b * 1e3:9.1f} us  gemm {t_g * 1e3:9.1f} us "
                 f"({t_b / t_g:5.2f}x bf16, {t_g * 1e-3 / fl['gemm']:5.2f}x floor)  q+gemm "
                 f"{t_qg * 1e3:9.1f} us ({t_b / t_qg:5.2f}x, overhead {t_qg / t_g - 1:+.1%})  "
                 f"quant {t_q * 1e3:8.1f} us ({fl['quant'] / (t_q * 1e-3):4.2f} of copy BW)  "
-                f"err {rel:.1e} mism {mism:.1e}  [{time.time() - t0:.0f}s] {cfg!r}"
+                f"err {rel:.1e} mism {mism:.1e}  [{time.time() - t0:.0f}s] {cfg!r} | {qcfg}"
             )
         del weights
         torch.cuda.empty_cache()
 
-    tsv = os.path.join(args.out, "bench_triton_nvfp4.tsv")
-    with open(tsv, "w") as f:
-        f.write("\t".join(header) + "\n")
-        for r in rows:
-            f.write("\t".join(f"{r[h]:.4g}" if isinstance(r[h], float) else str(r[h])
-                              for h in header) + "\n")  # fmt: skip
+    tsv_f.close()
     md = os.path.join(args.out, "bench_triton_nvfp4.md")
     with open(md, "w") as f:
         f.write(f"# Triton NVFP4 on {props.name} (do_bench_cudagraph median, warm L2)\n\n")

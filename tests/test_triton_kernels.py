@@ -113,6 +113,19 @@ def test_kernel_hadamard_is_the_reference(had_size):
     assert torch.equal(tk.hadamard_bf16(had_size), nm.hadamard_matrix(had_size, torch.bfloat16))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_quantize_candidates_agree(gen):
+    """Every tuning candidate of the quantizer writes the same bytes."""
+    x = _sample(gen, 300, 4096, "student_t").cuda()
+    ref = tk.quantize_nvfp4(x, 64, 1.0)
+    for be, nw, ps, ns in tk.QUANT_CANDIDATES:
+        kw = dict(block_elems=be, num_warps=nw, programs_per_sm=ps, num_stages=ns)
+        packed, scales = tk.quantize_nvfp4(x, 64, 1.0, **kw)
+        assert torch.equal(packed, ref[0]), kw
+        assert torch.equal(scales.view(torch.uint8), ref[1].view(torch.uint8)), kw
+
+
 def test_quantize_rejects_bad_shapes():
     x = torch.zeros(2, 96, dtype=torch.bfloat16, device=DEV)
     with pytest.raises(ValueError, match="had_size"):
@@ -166,6 +179,7 @@ CPU_CONFIGS = [
     dict(kernel="mma", block_m=16, block_n=16, block_k=64, split_k=1, swap_ab=False),
     dict(kernel="mma", block_m=16, block_n=32, block_k=128, split_k=2, swap_ab=True),
     dict(kernel="mma", block_m=16, block_n=16, block_k=64, split_k=1, b_planes=True),
+    dict(kernel="mma", block_m=16, block_n=32, block_k=64, b_planes=True, a_planes=True),
 ]
 
 

@@ -142,17 +142,18 @@ def _e4m3_encode(sf):
 
 @triton.jit
 def _e2m1_encode(v):
-    """fp32 -> E2M1 code (int32 0..15), RNE, saturating at +-6, sign from v's sign bit."""
-    a = tl.abs(v)
-    idx = (
-        (a > 0.25).to(tl.int32)
-        + (a >= 0.75).to(tl.int32)
-        + (a > 1.25).to(tl.int32)
-        + (a >= 1.75).to(tl.int32)
-        + (a > 2.5).to(tl.int32)
-        + (a >= 3.5).to(tl.int32)
-        + (a > 5.0).to(tl.int32)
-    )
+    """fp32 -> E2M1 code (int32 0..15), RNE, saturating at +-6, sign from v's sign bit.
+
+    One FFMA does the rounding: the grid has spacing 0.5 on [0, 2], 1 on [2, 4], 2 on [4, 6], so
+    a * f + (1.5 * 2**23 + off) with (f, off) = (2, 0), (1, 2), (0.5, 4) rounds a * f to an integer
+    (RNE, the FPU's rounding) plus the index offset, and the integer is in the low mantissa bits.
+    Offsets are even, so ties still go to the even code."""
+    a = tl.minimum(tl.abs(v), 8.0)
+    lt2 = a < 2.0
+    lt4 = a < 4.0
+    f = tl.where(lt2, 2.0, tl.where(lt4, 1.0, 0.5))
+    magic = tl.where(lt2, 12582912.0, tl.where(lt4, 12582914.0, 12582916.0))
+    idx = tl.minimum((a * f + magic).to(tl.int32, bitcast=True) & 15, 7)
     sign = (v.to(tl.int32, bitcast=True) >> 28) & 8
     return idx | sign
 
@@ -252,6 +253,47 @@ def swizzled_shape(rows: int, k: int) -> tuple[int, int]:
     return -(-rows // 128) * 128, -(-(k // 16) // 4) * 4
 
 
+QUANT_CANDIDATES = [  # (block_elems, num_warps, programs_per_sm, num_stages)
+    (4096, 4, 16, 3), (2048, 4, 32, 3), (4096, 4, 16, 1), (8192, 8, 8, 3), (2048, 2, 32, 3),
+    (4096, 8, 16, 3),
+]  # fmt: skip
+_TUNED_QUANT: dict = {}
+
+
+def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, rep_ms: float = 10.0,
+                       verbose: bool = False, log=print) -> dict:  # fmt: skip
+    """Best of QUANT_CANDIDATES for (had_size, K, M bucket), timed once and cached."""
+    K = x.shape[-1]
+    M = x.numel() // K
+    if x.device.type != "cuda" or INTERPRET:
+        return {}
+    key = (had_size, K, 1 << max(M - 1, 1).bit_length(), str(x.device))
+    if key not in _TUNED_QUANT:
+        import triton.testing
+
+        gs = torch.ones(1, dtype=torch.float32, device=x.device)
+        best = None
+        for be, nw, ps, ns in QUANT_CANDIDATES:
+            kw = dict(block_elems=be, num_warps=nw, programs_per_sm=ps, num_stages=ns)
+            if be // (had_size or 16) < 16:
+                continue
+            try:
+                ms = triton.testing.do_bench(
+                    partial(quantize_nvfp4, x, had_size, gs, **kw), warmup=5, rep=rep_ms,
+                    return_mode="median",
+                )  # fmt: skip
+            except Exception as error:  # noqa: BLE001
+                if verbose:
+                    log(f"  quant tune skip {kw}: {type(error).__name__}: {str(error)[:120]}")
+                continue
+            if verbose:
+                log(f"  quant tune r={had_size} M={M} K={K} {ms * 1e3:8.1f} us  {kw}")
+            if best is None or ms < best[0]:
+                best = (ms, kw)
+        _TUNED_QUANT[key] = best[1] if best else {}
+    return dict(_TUNED_QUANT[key])
+
+
 def quantize_nvfp4(
     x: torch.Tensor,
     had_size: int | None,
@@ -260,9 +302,10 @@ def quantize_nvfp4(
     linear: bool = True,
     swizzled: bool = False,
     out: tuple | None = None,
-    block_elems: int = 8192,
+    block_elems: int = 4096,
     num_warps: int = 4,
-    programs_per_sm: int = 8,
+    programs_per_sm: int = 16,
+    num_stages: int = 3,
 ):
     """Rotate (had_size in 16/32/64/128, or None/0 for none) and quantize bf16 x [..., K].
 
@@ -315,7 +358,7 @@ def quantize_nvfp4(
         n_groups, K // r, swizzled_shape(M, K)[1] // 4,
         R=r, BLOCK_G=block_g, ROTATE=bool(had_size),
         WRITE_LINEAR=linear, WRITE_SWIZZLED=swizzled, DOT_F32=INTERPRET,
-        num_warps=num_warps,
+        num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     packed = packed.reshape(*lead, K // 2)
     if linear:
@@ -337,7 +380,7 @@ def _gemm_kernel(
     stride_am, stride_asm, stride_bn, stride_bsn, stride_cm,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
-    USE_ASM: tl.constexpr, B_PLANES: tl.constexpr,
+    USE_ASM: tl.constexpr, B_PLANES: tl.constexpr, A_PLANES: tl.constexpr,
 ):  # fmt: skip
     """C[M, N] = alpha * A_dq @ B_dq^T. SWAP_AB computes the transposed tile B_dq @ A_dq^T, so that
     the weight rows fill the MMA's M side when M is small. SPLIT_K > 1 writes fp32 partial sums
@@ -345,7 +388,8 @@ def _gemm_kernel(
 
     B_PLANES: b_ptr is B already decoded (``_planes_kernel``), fp16 [2, N, K/2] (even elements,
     odd elements; value q * s * 2**-7; stride_bn in elements), loaded straight into shared memory
-    by the software pipeline; only A is decoded here."""
+    by the software pipeline; only A is decoded here. A_PLANES likewise for A (then the loop is a
+    plain fp16 GEMM)."""
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -366,8 +410,13 @@ def _gemm_kernel(
     # bytes as [rows, block, 8]: a 16-block's 8 bytes stay together in one thread's registers
     offs_kb = (tl.arange(0, BLOCK_K // 16)[:, None] * 8 + tl.arange(0, 8)[None, :])[None, :, :]
     offs_ks = tl.arange(0, BLOCK_K // 16)
-    a_ptrs = a_ptr + rm[:, None, None] * stride_am + kb0 + offs_kb
-    as_ptrs = as_ptr + rm[:, None] * stride_asm + ks0 + offs_ks[None, :]
+    if A_PLANES:
+        offs_ka = tl.arange(0, BLOCK_K // 2)
+        a_ptrs = a_ptr + rm[:, None] * stride_am + kb0 + offs_ka[None, :]
+        plane_a = M.to(tl.int64) * stride_am
+    else:
+        a_ptrs = a_ptr + rm[:, None, None] * stride_am + kb0 + offs_kb
+        as_ptrs = as_ptr + rm[:, None] * stride_asm + ks0 + offs_ks[None, :]
     if B_PLANES:
         offs_kh = tl.arange(0, BLOCK_K // 2)
         b_ptrs = b_ptr + rn[:, None] * stride_bn + kb0 + offs_kh[None, :]
@@ -382,8 +431,6 @@ def _gemm_kernel(
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     k_tiles = K // BLOCK_K
     for _ in range(pid_k, k_tiles, SPLIT_K):
-        a = tl.load(a_ptrs)
-        sa = tl.load(as_ptrs)
         if B_PLANES:
             b_lo = tl.load(b_ptrs)
             b_hi = tl.load(b_ptrs + plane)
@@ -394,9 +441,16 @@ def _gemm_kernel(
             b_lo = tl.reshape(b_lo, (BLOCK_N, BLOCK_K // 2))
             b_hi = tl.reshape(b_hi, (BLOCK_N, BLOCK_K // 2))
             bs_ptrs += SPLIT_K * (BLOCK_K // 16)
-        a_lo, a_hi = _dequant_operand(a, sa, USE_ASM)
-        a_lo = tl.reshape(a_lo, (BLOCK_M, BLOCK_K // 2))
-        a_hi = tl.reshape(a_hi, (BLOCK_M, BLOCK_K // 2))
+        if A_PLANES:
+            a_lo = tl.load(a_ptrs)
+            a_hi = tl.load(a_ptrs + plane_a)
+        else:
+            a = tl.load(a_ptrs)
+            sa = tl.load(as_ptrs)
+            a_lo, a_hi = _dequant_operand(a, sa, USE_ASM)
+            a_lo = tl.reshape(a_lo, (BLOCK_M, BLOCK_K // 2))
+            a_hi = tl.reshape(a_hi, (BLOCK_M, BLOCK_K // 2))
+            as_ptrs += SPLIT_K * (BLOCK_K // 16)
         if SWAP_AB:
             acc = tl.dot(b_lo, tl.trans(a_lo), acc)
             acc = tl.dot(b_hi, tl.trans(a_hi), acc)
@@ -405,7 +459,6 @@ def _gemm_kernel(
             acc = tl.dot(a_hi, tl.trans(b_hi), acc)
         a_ptrs += SPLIT_K * (BLOCK_K // 2)
         b_ptrs += SPLIT_K * (BLOCK_K // 2)
-        as_ptrs += SPLIT_K * (BLOCK_K // 16)
 
     if SWAP_AB:
         acc = tl.trans(acc)
@@ -566,39 +619,46 @@ def _pow2_at_least(n: int, lo: int) -> int:
     return p
 
 
-def _gemv(bn, bk, mode=2, split=1, warps=4):
+def _gemv(bn, bk, mode=2, split=1, warps=4, stages=1):
     return GemmConfig(kernel="gemv", block_n=bn, block_k=bk, split_k=split, mode=mode,
-                      use_asm=True, num_warps=warps, num_stages=1)  # fmt: skip
+                      use_asm=True, num_warps=warps, num_stages=stages)  # fmt: skip
 
 
-def _mma(bm, bn, bk, swap, split=1, warps=4, stages=4, planes=False, group=8):
+def _mma(bm, bn, bk, swap, split=1, warps=4, stages=4, planes=False, group=8, a_planes=False):
     return GemmConfig(kernel="mma", block_m=bm, block_n=bn, block_k=bk, split_k=split,
-                      group_m=group, swap_ab=swap, b_planes=planes, use_asm=True,
-                      num_warps=warps, num_stages=stages)  # fmt: skip
+                      group_m=group, swap_ab=swap, b_planes=planes, a_planes=a_planes,
+                      use_asm=True, num_warps=warps, num_stages=stages)  # fmt: skip
 
 
 def gemm_candidates(M: int, N: int, K: int) -> list[GemmConfig]:
-    """The small tuning space per batch size (H100); the first entry is the untuned default."""
+    """The small tuning space per batch size (H100); the first entry is the untuned default.
+
+    Winners of the first H100 sweep (NOTES.md) first. `b_planes` / `a_planes`: that operand is
+    decoded to fp16 by a separate pass each call (2 extra bytes written + read per element) so
+    the GEMM loop loads it straight into shared memory instead of decoding it in registers."""
     if M == 1:
-        return [_gemv(16, 512), _gemv(32, 256), _gemv(16, 512, mode=1), _gemv(16, 512, mode=0),
-                _mma(16, 128, 256, True), _mma(16, 64, 256, True, split=2)]  # fmt: skip
+        return [_gemv(16, 512, mode=1), _gemv(16, 512), _gemv(16, 512, stages=3),
+                _gemv(16, 512, mode=1, stages=3), _gemv(32, 512, warps=8, stages=3),
+                _gemv(16, 256, split=2, stages=3)]  # fmt: skip
     if M <= 4:
         return [_mma(16, 128, 256, True), _mma(16, 64, 256, True), _gemv(16, 512),
-                _mma(16, 64, 256, True, split=2)]  # fmt: skip
+                _gemv(16, 512, stages=3), _mma(16, 128, 256, True, split=2)]  # fmt: skip
     if M <= 64:
         bm = _pow2_at_least(M, 16)
-        return [_mma(bm, 128, 256, True), _mma(bm, 64, 256, True), _mma(bm, 128, 128, True),
-                _mma(bm, 64, 256, True, split=2), _mma(bm, 128, 256, True, split=2)]  # fmt: skip
+        return [_mma(bm, 128, 256, True, split=2), _mma(bm, 128, 128, True),
+                _mma(bm, 64, 256, True, split=2), _mma(bm, 128, 256, True, split=2, stages=3),
+                _mma(bm, 128, 128, True, split=2), _mma(bm, 64, 128, True, split=4)]  # fmt: skip
     if M <= 512:
-        return [_mma(64, 128, 128, True), _mma(128, 128, 128, True, warps=8),
+        return [_mma(128, 128, 128, True, warps=8), _mma(64, 128, 128, True),
                 _mma(128, 128, 128, False, warps=8, stages=3),
                 _mma(64, 256, 128, True, warps=8, stages=3)]  # fmt: skip
-    cands = [_mma(128, 256, 64, False, warps=8, stages=3),
-             _mma(128, 128, 128, False, warps=8, stages=3)]  # fmt: skip
-    if M >= 2048:
-        cands += [_mma(128, 256, 64, False, warps=8, stages=3, planes=True),
-                  _mma(128, 256, 64, False, warps=8, stages=4, planes=True),
-                  _mma(128, 128, 128, False, warps=8, stages=3, planes=True)]  # fmt: skip
+    both = dict(planes=True, a_planes=True)
+    cands = [_mma(128, 256, 64, False, warps=8, stages=3, **both),
+             _mma(128, 256, 64, False, warps=8, stages=4, **both),
+             _mma(128, 128, 64, False, warps=4, stages=4, **both),
+             _mma(128, 128, 128, False, warps=8, stages=3, **both),
+             _mma(128, 256, 64, False, warps=8, stages=3),
+             _mma(128, 256, 64, False, warps=8, stages=4, planes=True)]  # fmt: skip
     return cands
 
 
@@ -623,7 +683,7 @@ LAST_KERNEL: list = [None]  # the last GEMM launch's compiled kernel (registers,
 
 
 def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float = 15.0,
-                      verbose: bool = False) -> GemmConfig:  # fmt: skip
+                      verbose: bool = False, log=print) -> GemmConfig:  # fmt: skip
     """Best of gemm_candidates for this (M bucket, N, K, device), timed once with
     triton.testing.do_bench (median) on the given operands, then cached (like triton.autotune).
     A candidate that fails to compile or launch (e.g. out of shared memory) is skipped."""
@@ -646,10 +706,10 @@ def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float =
                 )  # fmt: skip
             except Exception as error:  # noqa: BLE001 - a config that does not fit is skipped
                 if verbose:
-                    print(f"  tune skip {cfg!r}: {type(error).__name__}: {str(error)[:120]}")
+                    log(f"  tune skip {cfg!r}: {type(error).__name__}: {str(error)[:120]}")
                 continue
             if verbose:
-                print(f"  tune M={M} N={N} K={K} {ms * 1e3:9.1f} us  {cfg!r}")
+                log(f"  tune M={M} N={N} K={K} {ms * 1e3:9.1f} us  {cfg!r}")
             if best is None or ms < best[0]:
                 best = (ms, cfg)
         if best is None:
@@ -767,15 +827,20 @@ def nvfp4_gemm(
         )  # fmt: skip
     else:
         b_planes = bool(cfg.get("b_planes", False))
+        a_planes = bool(cfg.get("a_planes", False))
+        args = list(args)
         if b_planes:
-            planes = decode_planes(b_packed, b_scales, use_asm=cfg.get("use_asm", False))
-            args = args[:2] + (planes,) + args[3:12] + (K // 2,) + args[13:]
+            args[2] = decode_planes(b_packed, b_scales, use_asm=cfg.get("use_asm", False))
+            args[12] = K // 2
+        if a_planes:
+            args[0] = decode_planes(a_packed, a_scales, use_asm=cfg.get("use_asm", False))
+            args[10] = K // 2
         grid = (triton.cdiv(M, cfg["block_m"]) * triton.cdiv(N, cfg["block_n"]), split_k)
         kernel = _gemm_kernel[grid](
             *args,
             BLOCK_M=cfg["block_m"], BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k,
             GROUP_M=cfg.get("group_m", 8), SWAP_AB=cfg.get("swap_ab", False),
-            USE_ASM=cfg.get("use_asm", False), B_PLANES=b_planes,
+            USE_ASM=cfg.get("use_asm", False), B_PLANES=b_planes, A_PLANES=a_planes,
             num_warps=cfg.get("num_warps", 4), num_stages=cfg.get("num_stages", 3),
         )  # fmt: skip
     LAST_KERNEL[0] = kernel

@@ -3,8 +3,8 @@
 Kernels: ``nvfp4bench.kernels.triton_nvfp4`` (fused rotate + quantize; W4A4 GEMM decoding E2M1 x
 E4M3 to fp16 for the tensor cores, a GEMV path and split-K for small M). Global scales are 1
 (alpha = 1), as the seed's vLLM benchmark uses them. The weight is quantized once in prepare
-with the same Hadamard size; the GEMM configuration is tuned once per shape in prepare (a small
-candidate space, like triton.autotune) so the timed call does no tuning.
+with the same Hadamard size; the GEMM and quantize configurations are tuned once per shape in
+prepare (small candidate spaces, like triton.autotune) so the timed call does no tuning.
 
 * ``nvfp4-triton``: rotate + quantize the activation inside the timed call, then the GEMM.
   had_size None means no rotation (plain NVFP4).
@@ -38,7 +38,12 @@ def _unavailable_reason(device: torch.device) -> str | None:
 
 def _make_prepare(quantize_activation: bool):
     def prepare(a: torch.Tensor, b: torch.Tensor, had_size: int | None) -> Prepared:
-        from ..kernels.triton_nvfp4 import nvfp4_gemm, quantize_nvfp4, tuned_gemm_config
+        from ..kernels.triton_nvfp4 import (
+            nvfp4_gemm,
+            quantize_nvfp4,
+            tuned_gemm_config,
+            tuned_quant_config,
+        )
         from ..numerics import dequantize_nvfp4
 
         M, K = a.shape
@@ -50,6 +55,7 @@ def _make_prepare(quantize_activation: bool):
         b_packed, b_scales = quantize_nvfp4(b.to(torch.bfloat16), r, gs)
         a_packed, a_scales = quantize_nvfp4(a16, r, gs)
         config = tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
+        quant_config = tuned_quant_config(a16, r) if quantize_activation else {}
         out = torch.empty(M, N, dtype=torch.bfloat16, device=a.device)
         q_buf = (torch.empty_like(a_packed), torch.empty_like(a_scales))
 
@@ -59,7 +65,7 @@ def _make_prepare(quantize_activation: bool):
         if quantize_activation:
 
             def run():
-                packed, scales = quantize_nvfp4(a16, r, gs, out=q_buf)
+                packed, scales = quantize_nvfp4(a16, r, gs, out=q_buf, **quant_config)
                 return gemm(packed, scales)
         else:
 
