@@ -227,9 +227,19 @@ def run_snakemake(work: Path, name: str, args: list[str], during=None) -> tuple[
     return proc.returncode, log.read_text(), seen
 
 
+def _final_state(slurm_id: str, timeout_s: float = 30) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = scontrol_job(slurm_id).get("JobState", "")
+        if state not in ("PENDING", "RUNNING", "COMPLETING") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
 def cancel_a_running_bench(proc, log: Path):
     """Once a bench job's script is running (its log exists), scancel it; -> (slurm id, N, K)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
+    tried = set()
     while time.monotonic() < deadline and proc.poll() is None:
         uuid = _run_uuid(log)
         if uuid:
@@ -239,12 +249,15 @@ def cancel_a_running_bench(proc, log: Path):
             for line in queue.split():
                 slurm_id, state, comment = line.split("|", 2)
                 m = re.fullmatch(r"rule_bench_wildcards_(\d+)_(\d+)", comment)
-                if state != "RUNNING" or not m:
+                if state != "RUNNING" or not m or slurm_id in tried:
                     continue
                 N, K = int(m.group(1)), int(m.group(2))
                 if (log.parent / f"results/cpu/logs/bench/n{N}_k{K}.log").exists():
-                    subprocess.run(["scancel", slurm_id], check=True)
-                    return slurm_id, N, K
+                    tried.add(slurm_id)
+                    subprocess.run(["scancel", slurm_id], capture_output=True)
+                    # Lost the race if the job ended first: then try the next bench job.
+                    if _final_state(slurm_id) == "CANCELLED":
+                        return slurm_id, N, K
         time.sleep(0.1)
     raise AssertionError("no bench job was seen running (the run ended or hung before)")
 
