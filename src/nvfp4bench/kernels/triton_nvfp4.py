@@ -253,14 +253,23 @@ def swizzled_shape(rows: int, k: int) -> tuple[int, int]:
     return -(-rows // 128) * 128, -(-(k // 16) // 4) * 4
 
 
+def _time_graph(fn, rep_ms: float) -> float:
+    """Median ms of fn replayed in a CUDA graph (triton do_bench_cudagraph, the benchmark's own
+    timer): no Python launch overhead, which would otherwise decide between small-M configs."""
+    import triton.testing
+
+    fn()  # compile outside the capture
+    return float(triton.testing.do_bench_cudagraph(fn, rep=rep_ms, return_mode="median"))
+
+
 QUANT_CANDIDATES = [  # (block_elems, num_warps, programs_per_sm, num_stages)
-    (4096, 4, 16, 3), (2048, 4, 32, 3), (4096, 4, 16, 1), (8192, 8, 8, 3), (2048, 2, 32, 3),
-    (4096, 8, 16, 3),
+    (2048, 4, 32, 3), (4096, 4, 16, 3), (4096, 8, 16, 3), (8192, 8, 8, 3), (2048, 2, 32, 3),
+    (2048, 2, 64, 3), (1024, 1, 64, 3),
 ]  # fmt: skip
 _TUNED_QUANT: dict = {}
 
 
-def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, rep_ms: float = 10.0,
+def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, rep_ms: float = 5.0,
                        verbose: bool = False, log=print) -> dict:  # fmt: skip
     """Best of QUANT_CANDIDATES for (had_size, K, M bucket), timed once and cached."""
     K = x.shape[-1]
@@ -269,8 +278,6 @@ def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, rep_ms: float =
         return {}
     key = (had_size, K, 1 << max(M - 1, 1).bit_length(), str(x.device))
     if key not in _TUNED_QUANT:
-        import triton.testing
-
         gs = torch.ones(1, dtype=torch.float32, device=x.device)
         best = None
         for be, nw, ps, ns in QUANT_CANDIDATES:
@@ -278,10 +285,7 @@ def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, rep_ms: float =
             if be // (had_size or 16) < 16:
                 continue
             try:
-                ms = triton.testing.do_bench(
-                    partial(quantize_nvfp4, x, had_size, gs, **kw), warmup=5, rep=rep_ms,
-                    return_mode="median",
-                )  # fmt: skip
+                ms = _time_graph(partial(quantize_nvfp4, x, had_size, gs, **kw), rep_ms)
             except Exception as error:  # noqa: BLE001
                 if verbose:
                     log(f"  quant tune skip {kw}: {type(error).__name__}: {str(error)[:120]}")
@@ -648,17 +652,18 @@ def gemm_candidates(M: int, N: int, K: int) -> list[GemmConfig]:
         return [_mma(bm, 128, 256, True, split=2), _mma(bm, 128, 128, True),
                 _mma(bm, 64, 256, True, split=2), _mma(bm, 128, 256, True, split=2, stages=3),
                 _mma(bm, 128, 128, True, split=2), _mma(bm, 64, 128, True, split=4)]  # fmt: skip
+    both = dict(planes=True, a_planes=True)
     if M <= 512:
         return [_mma(128, 128, 128, True, warps=8), _mma(64, 128, 128, True),
                 _mma(128, 128, 128, False, warps=8, stages=3),
-                _mma(64, 256, 128, True, warps=8, stages=3)]  # fmt: skip
-    both = dict(planes=True, a_planes=True)
-    cands = [_mma(128, 256, 64, False, warps=8, stages=3, **both),
-             _mma(128, 256, 64, False, warps=8, stages=4, **both),
+                _mma(128, 128, 128, False, warps=8, stages=3, **both),
+                _mma(64, 128, 128, False, warps=4, stages=4, **both),
+                _mma(128, 64, 128, False, warps=4, stages=4, **both)]  # fmt: skip
+    cands = [_mma(128, 128, 128, False, warps=8, stages=3, **both),
+             _mma(128, 256, 64, False, warps=8, stages=3, **both),
              _mma(128, 128, 64, False, warps=4, stages=4, **both),
-             _mma(128, 128, 128, False, warps=8, stages=3, **both),
-             _mma(128, 256, 64, False, warps=8, stages=3),
-             _mma(128, 256, 64, False, warps=8, stages=4, planes=True)]  # fmt: skip
+             _mma(128, 256, 128, False, warps=8, stages=2, **both),
+             _mma(128, 128, 128, False, warps=8, stages=4, **both)]  # fmt: skip
     return cands
 
 
@@ -682,10 +687,11 @@ _TUNED: dict = {}
 LAST_KERNEL: list = [None]  # the last GEMM launch's compiled kernel (registers, spills, smem)
 
 
-def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float = 15.0,
+def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float = 5.0,
                       verbose: bool = False, log=print) -> GemmConfig:  # fmt: skip
     """Best of gemm_candidates for this (M bucket, N, K, device), timed once with
-    triton.testing.do_bench (median) on the given operands, then cached (like triton.autotune).
+    _time_graph (CUDA-graph replays, median) on the given operands, then cached (like
+    triton.autotune).
     A candidate that fails to compile or launch (e.g. out of shared memory) is skipped."""
     M, N, K = a_packed.shape[0], b_packed.shape[0], a_packed.shape[1] * 2
     dev = a_packed.device
@@ -693,17 +699,13 @@ def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float =
         return default_gemm_config(M, N, K, dev)
     key = (_m_bucket(M), N, K, str(dev))
     if key not in _TUNED:
-        import triton.testing
-
         out = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
         best = None
         for cfg in gemm_candidates(M, N, K):
             try:
-                ms = triton.testing.do_bench(
-                    partial(nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, out=out,
-                            config=cfg),
-                    warmup=5, rep=rep_ms, return_mode="median",
-                )  # fmt: skip
+                fn = partial(nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, out=out,
+                             config=cfg)  # fmt: skip
+                ms = _time_graph(fn, rep_ms)
             except Exception as error:  # noqa: BLE001 - a config that does not fit is skipped
                 if verbose:
                     log(f"  tune skip {cfg!r}: {type(error).__name__}: {str(error)[:120]}")
