@@ -700,11 +700,12 @@ def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float =
     key = (_m_bucket(M), N, K, str(dev))
     if key not in _TUNED:
         out = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
+        alpha = torch.ones(1, dtype=torch.float32, device=dev)  # a host scalar can't be captured
         best = None
         for cfg in gemm_candidates(M, N, K):
             try:
-                fn = partial(nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, out=out,
-                             config=cfg)  # fmt: skip
+                fn = partial(nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, alpha,
+                             out=out, config=cfg)  # fmt: skip
                 ms = _time_graph(fn, rep_ms)
             except Exception as error:  # noqa: BLE001 - a config that does not fit is skipped
                 if verbose:
