@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nvfp4bench import config as cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def default_config() -> dict:
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_default_config_reproduces_the_seed():
+    config = default_config()
+    cfg.check_schema(config, SCHEMA)
+    assert config["models"] == ["meta-llama/Llama-3.3-70B-Instruct"]
+    assert config["tp_sizes"] == [1] and config["had_sizes"] == [16, 32, 64, 128]
+    assert config["batch_sizes"][0] == 1 and config["batch_sizes"][-1] == 32768
+    assert len(config["batch_sizes"]) == 16
+    assert config["providers"][:3] == ["torch-bf16", "nvfp4", "nvfp4-noquant"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"bogus": 1}, "unknown key 'bogus' in config"),
+        ({"timing": {"method": "cudagraph", "typo": 1}}, "unknown key 'typo' in timing"),
+        ({"had_sizes": [16, 24]}, "had_sizes[1]: 24 is not one of"),
+        ({"had_sizes": [256]}, "had_sizes[0]: 256 is not one of"),
+        ({"batch_sizes": []}, "batch_sizes: [] should be non-empty"),
+        ({"models": []}, "models: [] should be non-empty"),
+        ({"tp_sizes": [0]}, "tp_sizes[0]: 0 is less than the minimum of 1"),
+        ({"tp_sizes": ["two"]}, "tp_sizes[0]: 'two' is not of type 'integer'"),
+        ({"timing": {"method": "fast"}}, "timing.method: 'fast' is not one of"),
+        ({"device": "tpu"}, "device: 'tpu' is not one of"),
+    ],
+)
+def test_schema_errors_are_one_line_naming_the_value(change, message):
+    config = default_config() | change
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.check_schema(config, SCHEMA)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_command_line_strings_become_numbers():
+    # Snakemake's --config hands list items over as strings.
+    config = default_config() | {"batch_sizes": ["1", "64"], "timing": {"rep_ms": "50"}}
+    cfg.check_schema(config, SCHEMA)
+    assert config["batch_sizes"] == [1, 64] and config["timing"]["rep_ms"] == 50
+
+
+def test_unknown_provider_names_it():
+    with pytest.raises(cfg.ConfigError, match="unknown provider 'nvfp5'"):
+        cfg.check_providers({"providers": ["torch-bf16", "nvfp5"]})
+
+
+def test_cpu_caps_batch_sizes_and_uses_cpu_repetitions():
+    config = default_config()
+    cpu, gpu = cfg.bench_params(config, "cpu"), cfg.bench_params(config, "cuda")
+    assert cpu["batch_sizes"] == [1, 4, 8, 16]
+    assert gpu["batch_sizes"] == sorted(config["batch_sizes"])
+    assert cpu["rep_ms"] == config["cpu"]["rep_ms"] and gpu["rep_ms"] == config["timing"]["rep_ms"]
+
+
+def test_model_with_k_not_multiple_of_16_is_refused(tmp_path):
+    from pipeline_helpers import tiny_llama
+
+    model = tiny_llama(tmp_path / "odd", hidden=256, intermediate=520)
+    with pytest.raises(cfg.ConfigError, match=r"down_proj at tp=1 has K=520, not a multiple of 16"):
+        cfg.check_models({"models": [model], "tp_sizes": [1]})
+
+
+def test_model_keys_are_folder_names():
+    assert (
+        cfg.model_key("meta-llama/Llama-3.3-70B-Instruct") == "meta-llama--Llama-3.3-70B-Instruct"
+    )
