@@ -1,5 +1,6 @@
 """nvfp4bench-compare: labels on constructed rows, and the structure of a real CPU pair."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -137,6 +138,9 @@ def test_cli_prints_environments_table_and_counts_and_writes_the_tsv(sides, tmp_
     assert list(written.columns) == COLUMNS and len(written) == len(EXPECTED) + 1
     assert written["label"].value_counts().to_dict() == {k: v for k, v in counts.items() if v}
     assert not list(out.parent.glob(".*.tmp"))  # atomic write left no temp file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_cli_refuses_a_folder_without_bench_tsvs(sides, tmp_path, capsys):
