@@ -38,8 +38,9 @@ from nvfp4bench.io import read_tsv
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-# qkv and gate_up are both (768, 256); o (256, 256); down (256, 384): three shapes.
-SHAPES = {(768, 256), (256, 256), (256, 384)}
+# A tiny Llama whose qkv and gate_up are both (512, 256), o and down both (256, 256): two shapes,
+# so two bench jobs, one of which is cancelled.
+SHAPES = {(512, 256), (256, 256)}
 CONFIG = [
     'models=["tiny-llama"]',
     "tp_sizes=[1]",
@@ -51,10 +52,11 @@ CONFIG = [
     "cpu={rep_ms: 2}",
     "accuracy={tokens: 16, max_out_channels: 32}",
 ]
-# Fast polling (the plugin's defaults wait 40 s before the first status check).
+# Fast polling: the first status check 1 s after a submission or a finished job (the plugin's
+# default is 40 s), then 10 s longer each time no job has finished.
 SLURM_FLAGS = [
     "--slurm-init-seconds-before-status-checks",
-    "2",
+    "1",
     "--seconds-between-status-checks",
     "2",
     "--slurm-keep-successful-logs",
@@ -292,7 +294,7 @@ def scenario(tmp_path_factory):
     for name in ("local", "slurm"):
         (tmp / name).mkdir()
         works[name] = make_workdir(tmp / name)
-        tiny_llama(works[name] / "tiny-llama", hidden=256, intermediate=384, heads=4, kv_heads=4)
+        tiny_llama(works[name] / "tiny-llama", hidden=256, intermediate=256, heads=4, kv_heads=2)
     slurm_profile(works["slurm"], cluster)
     config = ["--config", *CONFIG]
 
@@ -469,5 +471,5 @@ def test_overhead_per_job(scenario):
         Path(os.environ["NVFP4BENCH_SLURM_TIMINGS"]).write_text(json.dumps(report, indent=2))
     assert {"bench", "accuracy"} <= set(table)
     for rule, entry in table.items():
-        # Generous: a SLURM job costs seconds to a minute more than locally, not more.
-        assert 0 <= entry["slurm_submit_to_finish_s"] < entry["local_s"] + 120, (rule, entry)
+        # Generous: once it has a node, a SLURM job costs seconds more than locally, not minutes.
+        assert entry["overhead_s"] < 60, (rule, entry)
