@@ -1,9 +1,9 @@
 rule bench:
     output:
         tsv=BENCH_TSV,
-        env=RESULTS + "/bench/n{N}_k{K}.env.json",
+        env=BENCH_ENV,
     log:
-        RESULTS + "/logs/bench/n{N}_k{K}.log",
+        in_results("logs/bench/n{N}_k{K}.log"),
     conda:
         "../../envs/nvfp4bench.yaml"
     resources:
@@ -19,7 +19,7 @@ rule accuracy:
     output:
         ACCURACY_TSV,
     log:
-        RESULTS + "/logs/accuracy/n{N}_k{K}.log",
+        in_results("logs/accuracy/n{N}_k{K}.log"),
     conda:
         "../../envs/nvfp4bench.yaml"
     resources:

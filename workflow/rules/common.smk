@@ -1,4 +1,5 @@
 import math
+import os
 
 from snakemake.utils import min_version, validate
 
@@ -55,14 +56,20 @@ def per_shape(pattern):
     return targets
 
 
-BENCH_TSV = RESULTS + "/bench/n{N}_k{K}.tsv"
-ACCURACY_TSV = RESULTS + "/accuracy/n{N}_k{K}.tsv"
-SHAPE_PLOT = RESULTS + "/plots/bench_nvfp4_res_n{N}_k{K}.png"
-SHAPE_PICKLE = RESULTS + "/plots/bench_nvfp4_res_n{N}_k{K}.pkl"
-ACCURACY_PLOT = RESULTS + "/plots/accuracy_n{N}_k{K}.png"
-SPEED_ERROR_PLOT = RESULTS + "/plots/speed_vs_error_n{N}_k{K}.png"
-SUMMARY_TSV = RESULTS + "/summary.tsv"
-HEATMAP = RESULTS + "/speedup_heatmap.png"
+def in_results(path):
+    """A path under results/<device_label>/: every device-specific output is built here."""
+    return os.path.join(RESULTS, path)
+
+
+BENCH_TSV = in_results("bench/n{N}_k{K}.tsv")
+BENCH_ENV = in_results("bench/n{N}_k{K}.env.json")
+ACCURACY_TSV = in_results("accuracy/n{N}_k{K}.tsv")
+SHAPE_PLOT = in_results("plots/bench_nvfp4_res_n{N}_k{K}.png")
+SHAPE_PICKLE = in_results("plots/bench_nvfp4_res_n{N}_k{K}.pkl")
+ACCURACY_PLOT = in_results("plots/accuracy_n{N}_k{K}.png")
+SPEED_ERROR_PLOT = in_results("plots/speed_vs_error_n{N}_k{K}.png")
+SUMMARY_TSV = in_results("summary.tsv")
+HEATMAP = in_results("speedup_heatmap.png")
 
 
 def all_targets(wildcards):

@@ -24,7 +24,7 @@ rule plot_shape:
             labels={"N": "{N}", "K": "{K}"},
         ),
     log:
-        RESULTS + "/logs/plots/n{N}_k{K}.log",
+        in_results("logs/plots/n{N}_k{K}.log"),
     conda:
         "../../envs/nvfp4bench.yaml"
     script:
@@ -40,7 +40,7 @@ rule summary:
         summary=report(SUMMARY_TSV, caption="../report/summary.rst", category="Summary"),
         heatmap=report(HEATMAP, caption="../report/heatmap.rst", category="Summary"),
     log:
-        RESULTS + "/logs/summary.log",
+        in_results("logs/summary.log"),
     conda:
         "../../envs/nvfp4bench.yaml"
     script:
