@@ -60,7 +60,10 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
         chmod 400 /etc/munge/munge.key
     fi
     runuser -u munge -- /usr/sbin/munged
-    for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 50); do
+        munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break
+        sleep 0.1
+    done
 fi
 munge -n | unmunge >/dev/null
 say "munged up"

@@ -7,7 +7,13 @@ stop_pid() { # name pid: SIGTERM, wait up to 10 s, then SIGKILL
     local name=$1 pid=$2
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
     kill -TERM "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { echo "stopped $name ($pid)"; return 0; }; sleep 0.1; done
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || {
+            echo "stopped $name ($pid)"
+            return 0
+        }
+        sleep 0.1
+    done
     kill -KILL "$pid" 2>/dev/null && echo "killed $name ($pid)"
 }
 
