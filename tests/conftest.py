@@ -9,6 +9,10 @@ os.environ.setdefault("NVFP4BENCH_PROVIDER_MODULES", "misbehaving_providers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HAS_CUDA = torch.cuda.is_available()
+# Without a GPU the Triton kernels run in Triton's interpreter; the variable must be set before
+# the first `import triton` of the test session, whichever test module comes first.
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):

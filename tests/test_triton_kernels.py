@@ -247,9 +247,18 @@ def test_quantize_then_gemm_end_to_end(gen):
 @pytest.mark.parametrize("M", [1, 4, 16, 64, 200, 2048])
 def test_gemm_candidates_on_gpu(gen, M):
     N, K = 512, 2048
+    from triton.runtime.errors import OutOfResources
+
     ops, alpha, ref = _operands(gen, M, N, K, gs_a=0.5, gs_b=3.0)
+    ran = 0
     for config in tk.gemm_candidates(M, N, K):
-        _check_gemm(_run_gemm(ops, alpha, config), ref)
+        try:
+            out = _run_gemm(ops, alpha, config)
+        except OutOfResources:  # the tuner skips a candidate that does not fit; so may we
+            continue
+        _check_gemm(out, ref)
+        ran += 1
+    assert ran >= 1
     for config in tk.gemm_candidates(M, N, K)[:1]:  # the Triton-code decode path as well
         _check_gemm(_run_gemm(ops, alpha, dict(config, use_asm=False)), ref)
 
