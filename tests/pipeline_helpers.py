@@ -57,7 +57,11 @@ def small_config(models: list[str], **overrides) -> dict:
         "providers": ["torch-bf16", "nvfp4", "nvfp4-noquant"],
         "device": "cpu",
         "cpu": {"max_batch_size": 16, "rep_ms": 2},
-        "accuracy": {"tokens": 16, "max_out_channels": 32, "distributions": ["gaussian", "outliers"]},
+        "accuracy": {
+            "tokens": 16,
+            "max_out_channels": 32,
+            "distributions": ["gaussian", "outliers"],
+        },
     }
     config.update(overrides)
     return config
@@ -66,8 +70,16 @@ def small_config(models: list[str], **overrides) -> dict:
 def snakemake(work: Path, config: dict, *args: str, check: bool = True, timeout: int = 600):
     (work / "test-config.yaml").write_text(yaml.safe_dump(config))
     command = [
-        sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1",
-        "--configfile", "test-config.yaml", *args,
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        "--configfile",
+        "test-config.yaml",
+        *args,
     ]
     # The test-only providers (conftest) must be importable in Snakemake's processes too.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), *sys.path]))

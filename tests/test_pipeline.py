@@ -60,9 +60,17 @@ def test_every_output_written_with_the_right_content(run):
         image = matplotlib.image.imread(results / "plots" / f"bench_nvfp4_res_n{N}_k{K}.png")
         assert image.shape[0] > 200 and image.shape[1] > 400
         frame = pd.read_pickle(results / "plots" / f"bench_nvfp4_res_n{N}_k{K}.pkl")
-        assert frame["users"].iloc[0].endswith(
-            {(512, 256): "qkv_proj", (256, 256): "o_proj", (1024, 256): "gate_up_proj",
-             (256, 512): "down_proj"}[(N, K)]
+        assert (
+            frame["users"]
+            .iloc[0]
+            .endswith(
+                {
+                    (512, 256): "qkv_proj",
+                    (256, 256): "o_proj",
+                    (1024, 256): "gate_up_proj",
+                    (256, 512): "down_proj",
+                }[(N, K)]
+            )
         )
         for name in (f"accuracy_n{N}_k{K}.png", f"speed_vs_error_n{N}_k{K}.png"):
             assert matplotlib.image.imread(results / "plots" / name).size > 0

@@ -43,6 +43,11 @@ def device_label(device_setting: str, label_setting: str = "auto") -> str:
     """Name of the results/<label>/ folder: the GPU name as a slug, or cpu."""
     if label_setting != "auto":
         return label_setting
+    if device_setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "device: cuda on a machine without a CUDA GPU: set device_label (the results "
+            "folder name) to build the jobs here for GPU nodes, e.g. --config device_label=h100"
+        )
     device = resolve_device(device_setting)
     if device.type == "cpu":
         return "cpu"

@@ -21,7 +21,9 @@ validate(config, "../schemas/config.schema.yaml")
 cfg.check_providers(config)
 cfg.check_models(config)
 
-DEVICE = resolve_device(config["device"]).type
+# An explicit device is taken as given at parse time: the DAG may be built on a GPU-less login
+# node for jobs that run on GPU nodes (profiles/slurm). Each job checks its device when it starts.
+DEVICE = config["device"] if config["device"] != "auto" else resolve_device("auto").type
 RESULTS = f"results/{device_label(config['device'], config['device_label'])}"
 MODEL_BY_KEY = {cfg.model_key(model): model for model in config["models"]}
 BENCH_PARAMS = cfg.bench_params(config, DEVICE)
