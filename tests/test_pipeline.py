@@ -5,9 +5,9 @@ import json
 import matplotlib.image
 import pandas as pd
 import pytest
+from pipeline_helpers import make_workdir, mtimes, small_config, snakemake, tiny_llama
 
 from nvfp4bench.io import BENCH_COLUMNS, read_bench, read_tsv
-from pipeline_helpers import make_workdir, mtimes, small_config, snakemake, tiny_llama
 
 pytestmark = pytest.mark.slow
 
