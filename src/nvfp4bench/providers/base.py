@@ -34,6 +34,25 @@ class Provider:
     prepare: Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]
 
 
+def nvfp4_product_reference(
+    a_packed: torch.Tensor,
+    a_scales: torch.Tensor,
+    b_packed: torch.Tensor,
+    b_scales: torch.Tensor,
+    alpha: float,
+) -> Reference:
+    """float64 alpha * A_dq[rows] @ B_dq[cols]^T of an NVFP4 provider's own quantized operands
+    (linear scales, one row per operand row, K/16 columns)."""
+    from ..numerics import dequantize_nvfp4
+
+    def reference(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        a_dq = dequantize_nvfp4(a_packed[rows], a_scales[rows]).double()
+        b_dq = dequantize_nvfp4(b_packed[cols], b_scales[cols]).double()
+        return a_dq @ b_dq.T * alpha
+
+    return reference
+
+
 def compute_capability(device: torch.device) -> tuple[int, int] | None:
     if device.type != "cuda":
         return None

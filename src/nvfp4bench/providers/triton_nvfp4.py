@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Prepared, Provider, needs_cuda_capability
+from .base import Prepared, Provider, needs_cuda_capability, nvfp4_product_reference
 
 NOQUANT_HAD_SIZE = 16
 
@@ -44,7 +44,6 @@ def _make_prepare(quantize_activation: bool):
             tuned_gemm_config,
             tuned_quant_config,
         )
-        from ..numerics import dequantize_nvfp4
 
         M, K = a.shape
         N = b.shape[0]
@@ -72,11 +71,7 @@ def _make_prepare(quantize_activation: bool):
             def run():
                 return gemm(a_packed, a_scales)
 
-        def reference(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-            a_dq = dequantize_nvfp4(a_packed[rows], a_scales[rows]).double()
-            b_dq = dequantize_nvfp4(b_packed[cols], b_scales[cols]).double()
-            return a_dq @ b_dq.T * float(alpha)
-
+        reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, float(alpha))
         # Exact up to fp32 accumulation order and the bf16 output rounding.
         return Prepared(run=run, reference=reference, tolerance=1e-2)
 

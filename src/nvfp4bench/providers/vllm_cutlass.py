@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Prepared, Provider, needs_cuda_capability
+from .base import Prepared, Provider, needs_cuda_capability, nvfp4_product_reference
 
 # The GEMM does not depend on the Hadamard size; the noquant provider quantizes its inputs with
 # this one (any valid size gives the same kernel work).
@@ -48,9 +48,10 @@ def _make_prepare(quantize_activation: bool):
     def prepare(a: torch.Tensor, b: torch.Tensor, had_size: int | None) -> Prepared:
         from vllm import _custom_ops as ops
 
-        from ..numerics import dequantize_nvfp4, hadamard_matrix
+        from ..numerics import hadamard_matrix
 
         M, K = a.shape
+        N = b.shape[0]
         hadamard = hadamard_matrix(had_size or NOQUANT_HAD_SIZE, torch.bfloat16, a.device)
         global_scale = torch.tensor([1.0], device=a.device)
         alpha = torch.tensor([1.0], device=a.device)
@@ -72,12 +73,10 @@ def _make_prepare(quantize_activation: bool):
             def run():
                 return gemm(a_packed, a_blocked)
 
-        def reference(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-            k16 = K // 16
-            a_dq = dequantize_nvfp4(a_packed[rows], a_scales[:M][rows, :k16]).double()
-            b_dq = dequantize_nvfp4(b_packed[cols], b_scales[cols, :k16]).double()
-            return a_dq @ b_dq.T * float(alpha)
-
+        # fusedQuantizeNv pads its scales to 128 rows x a multiple of 4 columns.
+        reference = nvfp4_product_reference(
+            a_packed, a_scales[:M, : K // 16], b_packed, b_scales[:N, : K // 16], float(alpha)
+        )
         # qutlass asserts bit equality with bf16(a_dq @ b_dq^T); allow bf16 output rounding only.
         return Prepared(run=run, reference=reference, tolerance=1e-2)
 

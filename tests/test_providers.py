@@ -1,0 +1,68 @@
+"""The provider registry: gating by device and capability, and each provider's own reference."""
+
+import pytest
+import torch
+
+from nvfp4bench.numerics import relative_error
+from nvfp4bench.providers import PROVIDERS, availability, get_provider
+from nvfp4bench.providers import base as provider_base
+
+SEED_PROVIDERS = ["torch-bf16", "nvfp4", "nvfp4-noquant"]
+TRITON_PROVIDERS = ["nvfp4-triton", "nvfp4-triton-noquant"]
+
+
+def test_registry_holds_the_seed_and_triton_providers():
+    assert set(SEED_PROVIDERS + TRITON_PROVIDERS) <= set(PROVIDERS)
+    assert not get_provider("torch-bf16").uses_had_size
+    assert get_provider("nvfp4").uses_had_size and get_provider("nvfp4-triton").uses_had_size
+    assert not get_provider("nvfp4-noquant").uses_had_size
+    with pytest.raises(ValueError, match="unknown provider 'nope'"):
+        get_provider("nope")
+
+
+def test_on_cpu_only_bf16_runs_and_the_rest_say_why():
+    reasons = availability(SEED_PROVIDERS + TRITON_PROVIDERS, torch.device("cpu"))
+    assert reasons["torch-bf16"] is None
+    for name in SEED_PROVIDERS[1:] + TRITON_PROVIDERS:
+        assert "needs a CUDA GPU" in reasons[name] and "ran on cpu" in reasons[name]
+
+
+@pytest.mark.parametrize(
+    "capability, cutlass_ok, triton_ok",
+    [((9, 0), False, True), ((8, 0), False, True), ((7, 5), False, False), ((11, 0), False, True)],
+)
+def test_capability_gates(monkeypatch, capability, cutlass_ok, triton_ok):
+    monkeypatch.setattr(provider_base, "compute_capability", lambda device: capability)
+    cutlass = provider_base.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
+    triton = provider_base.needs_cuda_capability((8, 0))
+    device = torch.device("cuda")
+    assert (cutlass(device) is None) == cutlass_ok
+    assert (triton(device) is None) == triton_ok
+    if not cutlass_ok:
+        assert f"this GPU is {capability[0]}.{capability[1]}" in cutlass(device)
+        assert "10.x/12.x" in cutlass(device)
+
+
+@pytest.mark.parametrize("capability", [(10, 0), (12, 0)])
+def test_blackwell_passes_the_capability_gate(monkeypatch, capability):
+    monkeypatch.setattr(provider_base, "compute_capability", lambda device: capability)
+    check = provider_base.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
+    assert check(torch.device("cuda")) is None
+
+
+@pytest.mark.parametrize("name", TRITON_PROVIDERS)
+def test_triton_provider_matches_its_reference_in_the_interpreter(name):
+    """The whole provider (quantize, GEMM, reference) on CPU tensors in Triton's interpreter."""
+    if torch.cuda.is_available():
+        pytest.skip("the GPU run of this is tests/test_triton_kernels.py::test_providers_on_gpu")
+    generator = torch.Generator().manual_seed(torch.seed() % 2**31)
+    a = torch.distributions.StudentT(3.0).sample((4, 256)).to(torch.bfloat16)
+    b = torch.randn(48, 256, generator=generator).to(torch.bfloat16)
+    prepared = get_provider(name).prepare(a, b, 32)
+    out = prepared.run()
+    rows, cols = torch.arange(4), torch.arange(0, 48, 5)
+    error = relative_error(out[rows][:, cols], prepared.reference(rows, cols))
+    assert error <= 4e-3  # bf16 output rounding only
+    # and the reference is of the quantized operands, not of the bf16 ones
+    exact = a.double() @ b.double().T
+    assert relative_error(out.double(), exact) > 0.05
