@@ -24,6 +24,8 @@ import transformers
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from .shapes import DENSE_TYPES
+
 BUNDLED_DIR: Path = Path(__file__).resolve().parent / "model_configs"
 CONFIG_NAME = "config.json"
 
@@ -46,22 +48,8 @@ _MLA_KEYS = (
     "first_k_dense_replace",
 )
 REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
-    **{
-        mt: _DENSE_KEYS
-        for mt in (
-            "llama",
-            "mistral",
-            "qwen2",
-            "qwen3",
-            "cohere",
-            "cohere2",
-            "gemma",
-            "gemma2",
-            "phi3",
-            "granite",
-            "mixtral",
-        )
-    },
+    # Mixtral's experts use intermediate_size, like a dense MLP.
+    **{mt: _DENSE_KEYS for mt in DENSE_TYPES | {"mixtral"}},
     "qwen2_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts"),
     "qwen3_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts"),
     "deepseek_v2": _MLA_KEYS,
