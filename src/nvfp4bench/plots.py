@@ -39,6 +39,12 @@ def _skipped_note(bench: pd.DataFrame) -> str:
     return "\n".join(notes)
 
 
+def _say_nothing_timed(ax, rows: pd.DataFrame) -> None:
+    """In place of a plot: why no NVFP4 provider has a timing on this device."""
+    message = "No NVFP4 provider was timed on this device:\n" + _skipped_note(rows)[:600]
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=6, transform=ax.transAxes)
+
+
 def throughput_figure(bench: pd.DataFrame, users: str):
     N, K = int(bench["N"].iloc[0]), int(bench["K"].iloc[0])
     had_sizes = sorted(int(h) for h in bench["had_size"].dropna().unique()) or [0]
@@ -124,16 +130,7 @@ def speed_vs_error_figure(bench: pd.DataFrame, accuracy: pd.DataFrame, users: st
     ax.set_xlabel("relative output error ||Y_q - Y|| / ||Y||")
     ax.set_ylabel("speedup over torch-bf16")
     if points.empty:
-        ax.text(
-            0.5,
-            0.5,
-            "no timed NVFP4 rows on this device\n" + _skipped_note(bench)[:400],
-            ha="center",
-            va="center",
-            fontsize=7,
-            transform=ax.transAxes,
-            wrap=True,
-        )
+        _say_nothing_timed(ax, bench)
         return fig
     sns.scatterplot(
         data=points,
@@ -210,14 +207,7 @@ def heatmap_figure(summary: pd.DataFrame):
     if data.empty:
         fig, ax = plt.subplots(figsize=(7, 2.5))
         ax.axis("off")
-        ax.text(
-            0.5,
-            0.5,
-            "No NVFP4 provider was timed on this device:\n" + _skipped_note(summary)[:600],
-            ha="center",
-            va="center",
-            fontsize=8,
-        )
+        _say_nothing_timed(ax, summary)
         return fig
     data["shape"] = data["N"].astype(str) + " x " + data["K"].astype(str)
     data["variant"] = data["provider"] + data["had_size"].map(
