@@ -66,3 +66,26 @@ def test_triton_provider_matches_its_reference_in_the_interpreter(name):
     # and the reference is of the quantized operands, not of the bf16 ones
     exact = a.double() @ b.double().T
     assert relative_error(out.double(), exact) > 0.05
+
+
+@pytest.mark.parametrize(
+    "N, K, had_size, message",
+    [
+        (256, 240, None, "K=240 is not a multiple of 64"),
+        (256, 512, 128, None),
+        (256, 320, 128, "K=320 is not a multiple of had_size=128"),
+        (272, 512, 16, "N=272 is not a multiple of 32"),
+    ],
+)
+def test_cutlass_provider_refuses_shapes_its_kernels_do_not_check(N, K, had_size, message):
+    """Unsupported shapes are refused (a skipped row) before any vLLM call is made."""
+    a = torch.randn(4, K).to(torch.bfloat16)
+    b = torch.randn(N, K).to(torch.bfloat16)
+    for name in ("nvfp4", "nvfp4-noquant"):
+        if message is None:
+            # A valid shape gets past the checks to the first vLLM import, absent here.
+            with pytest.raises(ImportError):
+                get_provider(name).prepare(a, b, had_size)
+        else:
+            with pytest.raises(ValueError, match=message):
+                get_provider(name).prepare(a, b, had_size)

@@ -46,12 +46,16 @@ def _quantize(x: torch.Tensor, hadamard: torch.Tensor, global_scale: torch.Tenso
 
 def _make_prepare(quantize_activation: bool):
     def prepare(a: torch.Tensor, b: torch.Tensor, had_size: int | None) -> Prepared:
-        from vllm import _custom_ops as ops
-
-        from ..numerics import hadamard_matrix
+        from ..numerics import check_shape, hadamard_matrix
 
         M, K = a.shape
         N = b.shape[0]
+        # Checked before any vLLM call: the kernels check neither (NVFP4_SPEC.md).
+        check_shape(K, had_size or NOQUANT_HAD_SIZE, swizzle=True)
+        if N % 32:
+            raise ValueError(f"N={N} is not a multiple of 32 (CUTLASS FP4 GEMM)")
+        from vllm import _custom_ops as ops
+
         hadamard = hadamard_matrix(had_size or NOQUANT_HAD_SIZE, torch.bfloat16, a.device)
         global_scale = torch.tensor([1.0], device=a.device)
         alpha = torch.tensor([1.0], device=a.device)
