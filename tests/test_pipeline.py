@@ -1,6 +1,7 @@
 """End-to-end Snakemake runs on the CPU: outputs, their content, and incremental re-runs."""
 
 import json
+import re
 
 import matplotlib.image
 import pandas as pd
@@ -114,3 +115,20 @@ def test_adding_a_model_runs_only_its_new_shapes_then_a_setting_reruns_all(run):
     rerun = mtimes(results / "bench", "*.tsv")
     assert all(rerun[name] != after[name] for name in after)
     assert set(read_bench(results / "bench" / "n256_k256.tsv")["M"]) == {1, 4}
+
+    # Every other bench setting is a param as well: each change schedules all six bench jobs.
+    for change in (
+        {"had_sizes": [16]},
+        {"providers": ["torch-bf16"]},
+        {"timing": {"method": "cold-l2"}},
+        {"cpu": {"max_batch_size": 16, "rep_ms": 3}},
+    ):
+        dry = snakemake(work, dict(changed, **change), "-n")
+        output = dry.stdout + dry.stderr
+        assert re.search(r"^bench\s+6$", output, re.MULTILINE), (change, output[-2000:])
+    # ... and a setting the timings do not depend on schedules none.
+    fewer_tokens = dict(changed, accuracy=dict(changed["accuracy"], tokens=8))
+    dry = snakemake(work, fewer_tokens, "-n")
+    output = dry.stdout + dry.stderr
+    assert re.search(r"^accuracy\s+6$", output, re.MULTILINE)
+    assert not re.search(r"^bench\s+\d+$", output, re.MULTILINE)
