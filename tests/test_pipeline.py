@@ -87,6 +87,17 @@ def test_every_output_written_with_the_right_content(run):
     assert set(zip(shapes["N"], shapes["K"], strict=True)) == SHAPES_A
 
 
+def test_report_embeds_every_figure(run):
+    work, config, _ = run
+    snakemake(work, config, "--report", "report.html")
+    html = (work / "report.html").read_text(errors="replace")
+    for N, K in SHAPES_A:
+        for name in (f"bench_nvfp4_res_n{N}_k{K}.png", f"accuracy_n{N}_k{K}.png",
+                     f"speed_vs_error_n{N}_k{K}.png"):  # fmt: skip
+            assert name in html
+    assert "speedup_heatmap.png" in html and "summary.tsv" in html
+
+
 def test_unchanged_config_has_nothing_to_do(run):
     work, config, _ = run
     result = snakemake(work, config, "-n")

@@ -29,4 +29,7 @@ for pidfile in /run/munge/munged.pid /var/run/munge/munged.pid; do
         break
     fi
 done
+# start.sh writes these on every start. Left behind, they point at a controller that no longer
+# runs, and every `import snakemake.api` (the SLURM plugin) then waits ~9 s for it.
+rm -f /etc/slurm/slurm.conf /etc/slurm/gres.conf
 exit 0
