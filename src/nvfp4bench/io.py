@@ -77,18 +77,14 @@ def write_figure(figure, path: str | Path) -> None:
     _atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
 
 
-def read_tsv(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+def read_tsv(path: str | Path, dtype: dict | None = None) -> pd.DataFrame:
+    """Empty fields are missing values; text such as "NA" or "None" stays text."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], dtype=dtype)
 
 
 def read_bench(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(
-        path,
-        sep="\t",
-        keep_default_na=False,
-        na_values=[""],
-        dtype={"reason": str, "gpu_throttle": str, "provider": str, "status": str},
-    )
+    text_columns = ("reason", "gpu_throttle", "provider", "status")
+    frame = read_tsv(path, dtype=dict.fromkeys(text_columns, str))
     missing = [c for c in BENCH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a bench TSV, missing columns {missing}")
