@@ -31,6 +31,7 @@ BENCH_COLUMNS = [
     "timing",
     "check_rel_err",
     "gpu_throttle",
+    "kernel",
 ]
 STATUSES = ("ok", "skipped", "failed")
 
@@ -83,12 +84,15 @@ def read_tsv(path: str | Path, dtype: dict | None = None) -> pd.DataFrame:
 
 
 def read_bench(path: str | Path) -> pd.DataFrame:
-    text_columns = ("reason", "gpu_throttle", "provider", "status")
+    text_columns = ("reason", "gpu_throttle", "provider", "status", "kernel")
     frame = read_tsv(path, dtype=dict.fromkeys(text_columns, str))
+    if "kernel" not in frame.columns:  # TSVs written before the column existed
+        frame["kernel"] = ""
     missing = [c for c in BENCH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a bench TSV, missing columns {missing}")
     frame["had_size"] = frame["had_size"].astype("Int64")
     frame["reason"] = frame["reason"].fillna("")
     frame["gpu_throttle"] = frame["gpu_throttle"].fillna("")
+    frame["kernel"] = frame["kernel"].fillna("")
     return frame

@@ -68,6 +68,7 @@ def _row(settings: SweepSettings, key: RowKey, status: str, reason: str = "", **
         had_size=key.had_size,
         status=status,
         reason=" ".join(reason.split()),  # one line, whatever the exception said
+        kernel="",
         timing=timing.method_label(torch.device(settings.device), settings.timing_method),
         gpu_throttle="",
     )
@@ -180,7 +181,8 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
         error = relative_error(out[rows.to(device)][:, cols.to(device)], expected)
         if not error <= prepared.tolerance:  # NaN fails too
             reason = f"wrong result (rel err {error:.3g} > {prepared.tolerance:g})"
-            return _row(settings, key, "failed", reason, check_rel_err=error), False
+            row = _row(settings, key, "failed", reason, check_rel_err=error, kernel=prepared.kernel)
+            return row, False
         ms = timing.time_call(
             prepared.run, device, settings.timing_method, settings.rep_ms, settings.warmup_ms
         )
@@ -207,5 +209,6 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
         tflops_p80=flops[1],
         check_rel_err=error,
         gpu_throttle=",".join(state.get("throttle_reasons", [])),
+        kernel=prepared.kernel,
     )
     return row, False

@@ -20,6 +20,8 @@ class Prepared:
     reference: Reference
     # Largest acceptable relative Frobenius error of run() against reference on the sample.
     tolerance: float
+    # Which kernel (and configuration) run() launches, where the provider chooses among several.
+    kernel: str = ""
 
 
 @dataclass(frozen=True)

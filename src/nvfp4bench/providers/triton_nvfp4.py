@@ -73,7 +73,7 @@ def _make_prepare(quantize_activation: bool):
 
         reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, float(alpha))
         # Exact up to fp32 accumulation order and the bf16 output rounding.
-        return Prepared(run=run, reference=reference, tolerance=1e-2)
+        return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=f"triton {config!r}")
 
     return prepare
 

@@ -1,0 +1,439 @@
+"""NVFP4 + Hadamard in CUDA C++ compiled at run time (NVRTC) for GPUs without FP4 tensor cores.
+
+The kernels are ``nvfp4_cuda.cu`` beside this file; what they compute is ``docs/nvfp4-spec.md``:
+
+* ``quantize_nvfp4(x, had_size, gs)``: one thread per two 16-value scale blocks. The Hadamard
+  rotation is a fast Walsh-Hadamard transform (the first 32 points in registers, the rest by warp
+  shuffles), times the bf16-rounded ``had_size**-0.5``; one amax, one E4M3 scale (``cvt.satfinite``,
+  RNE) and one table-looked-up IEEE reciprocal per block; E2M1 by integer rounding. Outputs the same
+  packed codes and linear scales as ``numerics.quantize_nvfp4``.
+* ``CudaGemm``: bf16 ``alpha * A_dq @ W_dq^T`` for small M (Marlin-style): the weight is
+  re-laid once (``permute_weight``) so that one 16-byte load per lane yields ready ``mma.sync``
+  A-fragments for 16 rows x 64 k; it streams through a per-warp ``cp.async`` ring with an L2
+  evict-first policy and is decoded in registers (E2M1 -> fp16 by shifts and masks, times the E4M3
+  scale folded into one fp16x2 multiply). The activation's K-slice is decoded to fp16 into shared
+  memory once per CTA. The grid covers every SM by splitting K; the partials are added in split
+  order by the last CTA of each tile (deterministic).
+
+Compilation uses ``cuda.core`` (NVIDIA's cuda-python: ``Program`` -> cubin for the device's
+architecture), which needs no GPU, so CI compiles every variant; the cubins are cached on disk
+(``cache_dir()``). Modules are loaded and launched through the CUDA driver API of
+``cuda.bindings`` on PyTorch's current stream, which CUDA graphs capture like any launch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cache, partial
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+CHUNK_BYTES = 576  # one prepared-weight chunk: 16 rows x 64 k (512 bytes of codes, 64 of scales)
+HAD_SIZES = (16, 32, 64, 128)
+SMEM_LIMIT = 227 * 1024  # dynamic shared memory per block on sm_90 (and sm_89: 99 KB, see _fits)
+
+
+# ------------------------------------------------------------------------------------------------
+# compilation
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GemmVariant:
+    """Compile-time shape of the GEMM kernel: MT token tiles of 8, NT 16-row weight tiles per warp,
+    WARPS warps, STAGES cp.async stages per warp."""
+
+    mt: int
+    nt: int
+    warps: int
+    stages: int
+
+    @property
+    def defines(self) -> dict[str, int]:
+        return {"MT": self.mt, "NT": self.nt, "WARPS": self.warps, "STAGES": self.stages}
+
+    kernel_name = "nvfp4_gemm_small_m"
+
+
+@dataclass(frozen=True)
+class QuantVariant:
+    had_size: int  # 0: no rotation
+
+    @property
+    def defines(self) -> dict[str, int]:
+        return {"R": self.had_size}
+
+    kernel_name = "nvfp4_quantize"
+
+
+# (NT, WARPS, STAGES) per MT. On the H100 and H200 shallow rings with more resident warps beat deep
+# ones (benchmarks/NOTES.md): the decode is issue-bound before the bytes in flight run short.
+_GEMM_SHAPES = {
+    1: ((1, 8, 4), (1, 8, 8), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 8), (4, 8, 3)),
+    2: ((1, 8, 4), (1, 8, 8), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 8), (4, 8, 3)),
+    4: ((1, 8, 8), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 4), (4, 8, 3)),
+    8: ((1, 8, 8), (2, 8, 4), (2, 4, 6), (4, 4, 4), (4, 8, 3)),
+}
+GEMM_VARIANTS = tuple(
+    GemmVariant(mt, nt, warps, stages)
+    for mt, shapes in _GEMM_SHAPES.items()
+    for nt, warps, stages in shapes
+)
+QUANT_VARIANTS = tuple(QuantVariant(r) for r in (0, *HAD_SIZES))
+
+
+def _source() -> str:
+    return resources.files(__package__).joinpath("nvfp4_cuda.cu").read_text()
+
+
+def cache_dir() -> Path:
+    """Where compiled cubins are kept: $NVFP4BENCH_CACHE/cubin, else ~/.cache/nvfp4bench/cubin."""
+    root = os.environ.get("NVFP4BENCH_CACHE") or Path.home() / ".cache" / "nvfp4bench"
+    return Path(root) / "cubin"
+
+
+def _program_classes():
+    try:
+        from cuda.core import Program, ProgramOptions
+    except ImportError:  # cuda.core < 0.4 kept these under .experimental
+        from cuda.core.experimental import Program, ProgramOptions
+    return Program, ProgramOptions
+
+
+def _nvrtc_version() -> str:
+    from cuda.bindings import nvrtc
+
+    err, major, minor = nvrtc.nvrtcVersion()
+    return f"{major}.{minor}"
+
+
+def compile_variant(variant: GemmVariant | QuantVariant, arch: str = "sm_90") -> bytes:
+    """The cubin of one kernel variant for `arch`, from the disk cache or NVRTC (no GPU needed).
+
+    The cache key covers the source, the defines, the architecture and the NVRTC version."""
+    source = _source()
+    defines = "".join(f"#define {k} {v}\n" for k, v in variant.defines.items())
+    code = defines + source
+    key = hashlib.sha256(f"{arch}\n{_nvrtc_version()}\n{code}".encode()).hexdigest()[:24]
+    path = cache_dir() / f"{variant.kernel_name}-{arch}-{key}.cubin"
+    if path.exists():
+        return path.read_bytes()
+    Program, ProgramOptions = _program_classes()
+    options = ProgramOptions(arch=arch, std="c++17", name=f"{variant.kernel_name}.cu")
+    cubin = Program(code, "c++", options).compile("cubin").code
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+        tmp.write(cubin)
+    os.replace(tmp.name, path)  # atomic: concurrent jobs never read half a cubin
+    return cubin
+
+
+def device_arch(device: torch.device) -> str:
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
+# ------------------------------------------------------------------------------------------------
+# loading and launching (CUDA driver API)
+# ------------------------------------------------------------------------------------------------
+
+
+def _check(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        from cuda.bindings import driver
+
+        _, name = driver.cuGetErrorName(err)
+        raise RuntimeError(f"CUDA driver error {name.decode() if name else int(err)}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+@cache
+def _function(variant: GemmVariant | QuantVariant, device_index: int):
+    """(CUfunction, module) loaded into PyTorch's context of this device; max shared memory set."""
+    from cuda.bindings import driver
+
+    device = torch.device("cuda", device_index)
+    torch.cuda.init()
+    with torch.cuda.device(device):
+        torch.empty(1, device=device)  # make the primary context current on this thread
+        cubin = compile_variant(variant, device_arch(device))
+        module = _check(driver.cuModuleLoadData(cubin))
+        function = _check(driver.cuModuleGetFunction(module, variant.kernel_name.encode()))
+        attrs = driver.CUfunction_attribute
+        static = _check(driver.cuFuncGetAttribute(attrs.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function))
+        limit = torch.cuda.get_device_properties(device).shared_memory_per_block_optin - static
+        _check(driver.cuFuncSetAttribute(function, attrs.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, limit))
+    return function, module
+
+
+_PTR, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+
+
+def _launch(function, grid, block, smem, args, types):
+    from cuda.bindings import driver
+
+    stream = driver.CUstream(torch.cuda.current_stream().cuda_stream)
+    _check(driver.cuLaunchKernel(function, *grid, *block, smem, stream, (args, types), 0))
+
+
+# ------------------------------------------------------------------------------------------------
+# quantize
+# ------------------------------------------------------------------------------------------------
+
+
+def had_scale(had_size: int) -> float:
+    """The entries of the benchmark's bf16 Hadamard matrix are +-bf16(had_size**-0.5)."""
+    return float(torch.tensor(had_size**-0.5).to(torch.bfloat16))
+
+
+def quantize_nvfp4(
+    x: torch.Tensor,
+    had_size: int | None,
+    global_scale: torch.Tensor,
+    *,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate (had_size 16/32/64/128, None: none) and quantize bf16 x [rows, K] on the GPU.
+
+    Returns (codes uint8 [rows, K/2], linear float8_e4m3fn scales [rows, K/16]), bit-equal to
+    ``numerics.quantize_nvfp4`` up to fp32 summation-order ties. `global_scale`: fp32 tensor [1]."""
+    r = had_size or 0
+    if r and r not in HAD_SIZES:
+        raise ValueError(f"had_size={had_size!r} not in {HAD_SIZES} (or None for no rotation)")
+    rows, K = x.shape
+    if K % 32 or (r and K % r):
+        raise ValueError(f"K={K} must be a multiple of 32 and of had_size={had_size}")
+    if x.dtype != torch.bfloat16 or not x.is_contiguous():
+        raise ValueError(f"x must be contiguous bf16, got {x.dtype}")
+    if out is None:
+        out = (
+            torch.empty(rows, K // 2, dtype=torch.uint8, device=x.device),
+            torch.empty(rows, K // 16, dtype=torch.float8_e4m3fn, device=x.device),
+        )
+    codes, scales = out
+    n_threads = rows * K // 32
+    function, _ = _function(QuantVariant(r), x.device.index or 0)
+    _launch(
+        function,
+        ((n_threads + 255) // 256, 1, 1),
+        (256, 1, 1),
+        0,
+        (x.data_ptr(), global_scale.data_ptr(), had_scale(r) if r else 1.0, codes.data_ptr(),
+         scales.data_ptr(), n_threads),
+        (_PTR, _PTR, _FLOAT, _PTR, _PTR, _INT),
+    )  # fmt: skip
+    return codes, scales
+
+
+# ------------------------------------------------------------------------------------------------
+# the prepared weight
+# ------------------------------------------------------------------------------------------------
+
+
+def _fragment_index() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every (lane, register p, half h) of an m16n8k16 A fragment: its row in the 16-row tile,
+    its k in the 16-wide k tile, and the bit position of its code in the lane's 32-bit word."""
+    lane = torch.arange(32).view(32, 1, 1)
+    p = torch.arange(4).view(1, 4, 1)
+    h = torch.arange(2).view(1, 1, 2)
+    g, t = lane // 4, lane % 4
+    row = g + 8 * (p % 2)
+    k = 2 * t + h + 8 * (p // 2)
+    shift = 4 * p + 16 * h
+    return (row.expand(32, 4, 2), k.expand(32, 4, 2), shift.expand(32, 4, 2))
+
+
+def permute_weight(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """NVFP4 weight (codes uint8 [N, K/2], linear E4M3 scales [N, K/16]) -> the GEMM's layout.
+
+    uint8 [N/16, K/64, 576]: per 16 rows x 64 k, lane l's 16 bytes are four 32-bit words (k tiles
+    0..3) holding the 8 codes of its A fragment, register p's pair at bits 4p and 16 + 4p; then 64
+    bytes of scales, 8 per fragment row group g: (row g, row g + 8) for k tiles 0..3. Same size
+    as the input (0.5625 bytes per value). Needs N % 16 == 0 and K % 64 == 0."""
+    N, K = packed.shape[0], packed.shape[1] * 2
+    if N % 16 or K % 64:
+        raise ValueError(f"the CUDA GEMM needs N % 16 == 0 and K % 64 == 0, got N={N}, K={K}")
+    if scales.shape != (N, K // 16):
+        raise ValueError(f"scales {tuple(scales.shape)} do not match codes {tuple(packed.shape)}")
+    T, C = N // 16, K // 64
+    codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(N, K).to(torch.int64)
+    # [T, C, kt, row, kk]
+    tiles = codes.view(T, 16, C, 4, 16).permute(0, 2, 3, 1, 4)
+    row, k, shift = (i.to(packed.device) for i in _fragment_index())
+    picked = tiles[:, :, :, row, k]  # [T, C, 4, 32, 4, 2]
+    words = (picked << shift).sum(dim=(-1, -2))  # [T, C, 4 kt, 32 lanes]
+    words = torch.where(words >= 2**31, words - 2**32, words)  # as int32 bit patterns
+    words = words.transpose(2, 3).contiguous().to(torch.int32)  # [T, C, lane, kt]
+    code_bytes = words.view(torch.uint8).view(T, C, 512)
+    s = scales.view(torch.uint8).view(T, 2, 8, C, 4)  # [T, row // 8, g, C, kt]
+    scale_bytes = s.permute(0, 3, 2, 4, 1).reshape(T, C, 64)  # [T, C, g, kt, row // 8]
+    return torch.cat([code_bytes, scale_bytes], dim=-1).contiguous()
+
+
+def unpermute_weight(prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of ``permute_weight``: (codes uint8 [N, K/2], scales float8_e4m3fn [N, K/16])."""
+    T, C, _ = prepared.shape
+    N, K = T * 16, C * 64
+    words = prepared[..., :512].contiguous().view(torch.int32).view(T, C, 32, 4).to(torch.int64)
+    words = words.transpose(2, 3)  # [T, C, kt, lane]
+    row, k, shift = (i.to(prepared.device) for i in _fragment_index())
+    codes = torch.empty(T, C, 4, 16, 16, dtype=torch.int64, device=prepared.device)
+    codes[:, :, :, row, k] = (words[..., None, None] >> shift) & 0xF
+    codes = codes.permute(0, 3, 1, 2, 4).reshape(N, K)  # [T, row, C, kt, kk]
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).to(torch.uint8)
+    s = prepared[..., 512:].reshape(T, C, 8, 4, 2).permute(0, 4, 2, 1, 3).reshape(N, K // 16)
+    return packed, s.contiguous().view(torch.float8_e4m3fn)
+
+
+# ------------------------------------------------------------------------------------------------
+# GEMM
+# ------------------------------------------------------------------------------------------------
+
+
+def token_tiles(M: int) -> int:
+    """MT: n8 token tiles per CTA (M > 64 runs several CTAs along M)."""
+    return 1 if M <= 8 else 2 if M <= 16 else 4 if M <= 32 else 8
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    variant: GemmVariant
+    k_splits: int
+    ctas_x: int  # CTAs along N; each loops over every ctas_x-th block of WARPS * NT * 16 rows
+
+    def __str__(self) -> str:
+        v = self.variant
+        return (
+            f"cuda-mma mt{v.mt} nt{v.nt} w{v.warps} s{v.stages} split{self.k_splits} "
+            f"ctas{self.ctas_x}"
+        )
+
+
+def smem_bytes(variant: GemmVariant, k_slice: int) -> int:
+    return variant.mt * k_slice * 16 + variant.warps * variant.stages * variant.nt * CHUNK_BYTES
+
+
+def max_slice(K: int, k_splits: int) -> int:
+    """The longest K-slice of a split (slices are whole 64-chunks, differing by at most one)."""
+    return -(-(K // 64) // k_splits) * 64
+
+
+def _blocks(M: int, N: int, variant: GemmVariant) -> tuple[int, int]:
+    """(output blocks along N, along M)."""
+    return -(-(N // 16) // (variant.nt * variant.warps)), -(-M // (8 * variant.mt))
+
+
+def gemm_candidates(M: int, N: int, K: int, occupancy, sms: int) -> list[GemmConfig]:
+    """The tuning space for one (M, N, K). `occupancy(variant, smem_bytes)`: resident CTAs per SM
+    (0 when it does not fit).
+
+    For each shape variant: K split so that the CTAs fill one CTA per SM, or every resident slot,
+    once or twice (any split count: slices differ by at most one chunk, so the CTAs are balanced).
+    Where the output blocks alone outnumber the slots, each CTA loops over an equal share of them
+    instead, decoding its activation slice once."""
+    mt = token_tiles(M)
+    k_chunks = K // 64
+    out: list[GemmConfig] = []
+    for variant in GEMM_VARIANTS:
+        if variant.mt != mt or (N // 16) % variant.nt:
+            continue
+        n_blocks, m_blocks = _blocks(M, N, variant)
+        blocks = n_blocks * m_blocks
+        for per_sm_full in (False, True):
+            for waves in (1, 2):
+                splits = 1
+                while splits <= k_chunks:
+                    occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits)))
+                    slots = sms * waves * (occ if per_sm_full else min(occ, 1))
+                    if occ and blocks * splits >= 0.9 * slots:
+                        break
+                    splits += 1
+                if splits > k_chunks:
+                    continue
+                share = max(1, blocks * splits // slots)
+                config = GemmConfig(variant, splits, -(-n_blocks // share))
+                if config not in out:
+                    out.append(config)
+    return out
+
+
+class CudaGemm:
+    """bf16 out [M, N] = alpha * A_dq @ W_dq^T for one (M, N, K) and configuration; buffers (split
+    partials, block counters) are allocated once, so calls only launch (CUDA-graph safe)."""
+
+    def __init__(self, M: int, N: int, K: int, config: GemmConfig, device: torch.device):
+        v = config.variant
+        if N % (16 * v.nt) or K % 64 or not 1 <= config.k_splits <= K // 64:
+            raise ValueError(f"{config} does not fit N={N}, K={K}")
+        self.M, self.N, self.K, self.config = M, N, K, config
+        self.max_slice = max_slice(K, config.k_splits)
+        self.smem = smem_bytes(v, self.max_slice)
+        n_blocks, m_blocks = _blocks(M, N, v)
+        self.grid = (config.ctas_x, config.k_splits, m_blocks)
+        self.block = (32 * v.warps, 1, 1)
+        per_block = v.warps * v.nt * v.mt * 32 * 4
+        splits = config.k_splits
+        self.workspace = torch.empty(
+            splits * n_blocks * m_blocks * per_block if splits > 1 else 1,
+            dtype=torch.float32,
+            device=device,
+        )
+        self.counters = torch.zeros(n_blocks * m_blocks, dtype=torch.int32, device=device)
+        self.function, _ = _function(v, device.index or 0)
+
+    def __call__(self, a_packed, a_scales, weight, alpha, out):
+        _launch(
+            self.function, self.grid, self.block, self.smem,
+            (a_packed.data_ptr(), a_scales.data_ptr(), weight.data_ptr(), out.data_ptr(),
+             self.workspace.data_ptr(), self.counters.data_ptr(), alpha.data_ptr(),
+             self.M, self.N, self.K, self.max_slice),
+            (_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _INT, _INT),
+        )  # fmt: skip
+        return out
+
+
+def occupancy(variant: GemmVariant, smem: int, device: torch.device) -> int:
+    """Resident CTAs per SM of this variant with `smem` bytes of dynamic shared memory."""
+    from cuda.bindings import driver
+
+    function, _ = _function(variant, device.index or 0)
+    limit = torch.cuda.get_device_properties(device).shared_memory_per_block_optin - 1024
+    if smem > limit:
+        return 0
+    return _check(
+        driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(function, 32 * variant.warps, smem)
+    )
+
+
+def tune_gemm(a_packed, a_scales, weight, N: int, K: int, alpha, *, rep_ms: float = 5.0,
+              log=None) -> tuple[CudaGemm, float]:  # fmt: skip
+    """The fastest of ``gemm_candidates`` for these operands, timed in CUDA-graph replays (median
+    ms). A candidate that fails to launch is skipped; each time goes to `log` if given."""
+    from .triton_nvfp4 import _time_graph
+
+    M, device = a_packed.shape[0], a_packed.device
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    out = torch.empty(M, N, dtype=torch.bfloat16, device=device)
+    best: tuple[CudaGemm, float] | None = None
+    for config in gemm_candidates(M, N, K, partial(occupancy, device=device), sms):
+        try:
+            gemm = CudaGemm(M, N, K, config, device)
+            ms = _time_graph(lambda g=gemm: g(a_packed, a_scales, weight, alpha, out), rep_ms)
+        except Exception as error:  # noqa: BLE001 - a configuration that does not run is skipped
+            if log:
+                log(f"  tune skip {config}: {type(error).__name__}: {str(error)[:120]}")
+            continue
+        if log:
+            log(f"  tune M={M} N={N} K={K} {ms * 1e3:9.1f} us  {config}")
+        if best is None or ms < best[1]:
+            best = (gemm, ms)
+    if best is None:
+        raise RuntimeError(f"no CUDA GEMM configuration ran for M={M} N={N} K={K}")
+    return best
