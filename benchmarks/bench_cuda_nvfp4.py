@@ -1,4 +1,4 @@
-"""Check and time the CUDA (NVRTC) NVFP4 kernels against cuBLAS BF16 over Llama-3.3-70B (TP1) layers.
+"""Check and time the CUDA (NVRTC) NVFP4 kernels against cuBLAS BF16 on Llama-3.3-70B layers.
 
 Run on a GPU (from the repository root):
 
@@ -73,8 +73,10 @@ def check_quantizer(log) -> None:
             ours = numerics.dequantize_nvfp4(codes, scales)
             ref = numerics.dequantize_nvfp4(ref_codes, ref_scales)
             values = (ours != ref).sum().item()
-            log(f"check quantize {dist:9s} had={r}: {values} of {ours.numel()} values and "
-                f"{scale_diff} of {scales.numel()} scales differ from numerics.quantize_nvfp4")  # fmt: skip
+            log(
+                f"check quantize {dist:9s} had={r}: {values} of {ours.numel()} values and "
+                f"{scale_diff} of {scales.numel()} scales differ from numerics.quantize_nvfp4"
+            )
 
 
 def check_gemm(log) -> None:
@@ -94,12 +96,60 @@ def check_gemm(log) -> None:
         occupancy = partial(cn.occupancy, device=torch.device("cuda"))
         for config in cn.gemm_candidates(M, N, K, occupancy, sms):
             out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
-            cn.CudaGemm(M, N, K, config, torch.device("cuda"))(a_packed, a_scales, weight, alpha, out)
+            cn.CudaGemm(M, N, K, config, torch.device("cuda"))(
+                a_packed, a_scales, weight, alpha, out
+            )
             torch.cuda.synchronize()
             bad = (out != ref).sum().item()
             err = numerics.relative_error(out, ref)
             log(f"check gemm M={M:3d} {config}: {bad} of {out.numel()} outputs differ from "
                 f"bf16(float64), rel err {err:.2e}")  # fmt: skip
+
+
+def time_row(args, a, w, b, bw_copy: float, log) -> dict:
+    """One (layer, M): BF16, the tuned CUDA GEMM, quantize + GEMM, the quantizer, optionally the
+    Triton GEMM and cold-L2 times; microseconds and ratios."""
+    (M, K), N = a.shape, w.shape[0]
+    b_packed, b_scales, weight = b
+    gs = torch.ones(1, device=a.device)
+    a_packed, a_scales = cn.quantize_nvfp4(a, 16, gs)
+    q_buf = (torch.empty_like(a_packed), torch.empty_like(a_scales))
+    out = torch.empty(M, N, dtype=torch.bfloat16, device=a.device)
+    tune_log = log if args.tune_verbose else None
+    gemm, _ = cn.tune_gemm(a_packed, a_scales, weight, N, K, gs, log=tune_log)
+
+    def quant_gemm():
+        p, s = cn.quantize_nvfp4(a, 16, gs, out=q_buf)
+        return gemm(p, s, weight, gs, out)
+
+    def bf16():
+        return F.linear(a, w)
+
+    def gemm_only():
+        return gemm(a_packed, a_scales, weight, gs, out)
+
+    row = {"M": M, "N": N, "K": K, "config": str(gemm.config)}
+    row["bf16_us"] = bench(bf16, args.rep_ms) * 1e3
+    row["gemm_us"] = bench(gemm_only, args.rep_ms) * 1e3
+    row["q+gemm_us"] = bench(quant_gemm, args.rep_ms) * 1e3
+    row["quant_us"] = bench(partial(cn.quantize_nvfp4, a, 16, gs, out=q_buf), args.rep_ms) * 1e3
+    if args.triton:
+        from nvfp4bench.kernels import triton_nvfp4 as tn
+
+        cfg = tn.tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
+        triton_gemm = partial(tn.nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, gs,
+                              out=out, config=cfg)  # fmt: skip
+        row["triton_us"] = bench(triton_gemm, args.rep_ms) * 1e3
+    if args.cold_l2 and M <= 64:
+        row["bf16_cold_us"] = bench(bf16, args.rep_ms, cold=True) * 1e3
+        row["gemm_cold_us"] = bench(gemm_only, args.rep_ms, cold=True) * 1e3
+    fl = floors(M, N, K)
+    row["x_bf16"] = row["bf16_us"] / row["gemm_us"]
+    row["q+gemm_x_bf16"] = row["bf16_us"] / row["q+gemm_us"]
+    row["gemm_x_floor"] = row["gemm_us"] / (fl["gemm"] * 1e6)
+    row["quant_overhead"] = row["q+gemm_us"] / row["gemm_us"] - 1
+    row["quant_x_copy"] = 2.5625 * M * K / (row["quant_us"] * 1e-6) / bw_copy
+    return row
 
 
 def main() -> None:
@@ -108,8 +158,13 @@ def main() -> None:
     parser.add_argument("--ms", type=int, nargs="+", default=[m for m in MS if m <= 1024])
     parser.add_argument("--layers", nargs="+", default=list(LAYERS))
     parser.add_argument("--rep-ms", type=float, default=20.0)
-    parser.add_argument("--quant-ms", type=int, nargs="*", default=[],
-                        help="batch sizes at which only the quantizer is timed (K = 8192)")
+    parser.add_argument(
+        "--quant-ms",
+        type=int,
+        nargs="*",
+        default=[],
+        help="batch sizes at which only the quantizer is timed (K = 8192)",
+    )
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--triton", action="store_true")
     parser.add_argument("--cold-l2", action="store_true")
@@ -131,12 +186,11 @@ def main() -> None:
     bw_copy = copy_bandwidth(args.rep_ms)
     log(f"copy bandwidth (read + write) {bw_copy / 1e12:.2f} TB/s")
     gs = torch.ones(1, device=dev)
-    alpha = torch.ones(1, device=dev)
     gen = torch.Generator(dev).manual_seed(0)
     for M in args.quant_ms:
         x = torch.randn(M, 8192, generator=gen, device=dev).to(torch.bfloat16)
         for r in (None, *cn.HAD_SIZES):
-            us = bench(lambda: cn.quantize_nvfp4(x, r, gs), args.rep_ms) * 1e3
+            us = bench(partial(cn.quantize_nvfp4, x, r, gs), args.rep_ms) * 1e3
             log(f"quantize M={M} K=8192 had={r}: {us:.1f} us, "
                 f"{2.5625 * x.numel() / (us * 1e-6) / bw_copy:.2f} x copy bandwidth")  # fmt: skip
     rows = []
@@ -147,43 +201,10 @@ def main() -> None:
         weight = cn.permute_weight(b_packed, b_scales)
         for M in args.ms:
             a = torch.randn(M, K, generator=gen, device=dev).to(torch.bfloat16)
-            a_packed, a_scales = cn.quantize_nvfp4(a, 16, gs)
-            q_buf = (torch.empty_like(a_packed), torch.empty_like(a_scales))
-            out = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
-            gemm, _ = cn.tune_gemm(a_packed, a_scales, weight, N, K, alpha,
-                                   log=log if args.tune_verbose else None)  # fmt: skip
-
-            def quant_gemm():
-                p, s = cn.quantize_nvfp4(a, 16, gs, out=q_buf)
-                return gemm(p, s, weight, alpha, out)
-
-            row = {"layer": layer, "M": M, "N": N, "K": K, "config": str(gemm.config)}
-            row["bf16_us"] = bench(lambda: F.linear(a, w), args.rep_ms) * 1e3
-            row["gemm_us"] = bench(lambda: gemm(a_packed, a_scales, weight, alpha, out),
-                                   args.rep_ms) * 1e3  # fmt: skip
-            row["q+gemm_us"] = bench(quant_gemm, args.rep_ms) * 1e3
-            row["quant_us"] = bench(lambda: cn.quantize_nvfp4(a, 16, gs, out=q_buf),
-                                    args.rep_ms) * 1e3  # fmt: skip
-            if args.triton:
-                from nvfp4bench.kernels import triton_nvfp4 as tn
-
-                cfg = tn.tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
-                row["triton_us"] = bench(
-                    lambda: tn.nvfp4_gemm(a_packed, a_scales, b_packed, b_scales, alpha,
-                                          out=out, config=cfg), args.rep_ms) * 1e3  # fmt: skip
-            if args.cold_l2 and M <= 64:
-                row["bf16_cold_us"] = bench(lambda: F.linear(a, w), args.rep_ms, cold=True) * 1e3
-                row["gemm_cold_us"] = bench(lambda: gemm(a_packed, a_scales, weight, alpha, out),
-                                            args.rep_ms, cold=True) * 1e3  # fmt: skip
-            fl = floors(M, N, K)
-            row["x_bf16"] = row["bf16_us"] / row["gemm_us"]
-            row["q+gemm_x_bf16"] = row["bf16_us"] / row["q+gemm_us"]
-            row["gemm_x_floor"] = row["gemm_us"] / (fl["gemm"] * 1e6)
-            row["quant_overhead"] = row["q+gemm_us"] / row["gemm_us"] - 1
-            row["quant_x_copy"] = 2.5625 * M * K / (row["quant_us"] * 1e-6) / bw_copy
-            rows.append(row)
+            row = time_row(args, a, w, (b_packed, b_scales, weight), bw_copy, log)
+            rows.append({"layer": layer, **row})
             log("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in row.items()))  # fmt: skip
+                          for k, v in rows[-1].items()))  # fmt: skip
     import pandas as pd
 
     frame = pd.DataFrame(rows)

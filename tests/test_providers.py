@@ -9,6 +9,7 @@ from nvfp4bench.providers import base as provider_base
 
 SEED_PROVIDERS = ["torch-bf16", "nvfp4", "nvfp4-noquant"]
 TRITON_PROVIDERS = ["nvfp4-triton", "nvfp4-triton-noquant"]
+CUDA_PROVIDERS = ["nvfp4-cuda", "nvfp4-cuda-noquant"]
 
 
 def test_registry_holds_the_seed_and_triton_providers():
@@ -21,23 +22,33 @@ def test_registry_holds_the_seed_and_triton_providers():
 
 
 def test_on_cpu_only_bf16_runs_and_the_rest_say_why():
-    reasons = availability(SEED_PROVIDERS + TRITON_PROVIDERS, torch.device("cpu"))
+    reasons = availability(SEED_PROVIDERS + TRITON_PROVIDERS + CUDA_PROVIDERS, torch.device("cpu"))
     assert reasons["torch-bf16"] is None
-    for name in SEED_PROVIDERS[1:] + TRITON_PROVIDERS:
+    for name in SEED_PROVIDERS[1:] + TRITON_PROVIDERS + CUDA_PROVIDERS:
         assert "needs a CUDA GPU" in reasons[name] and "ran on cpu" in reasons[name]
 
 
 @pytest.mark.parametrize(
-    "capability, cutlass_ok, triton_ok",
-    [((9, 0), False, True), ((8, 0), False, True), ((7, 5), False, False), ((11, 0), False, True)],
+    "capability, cutlass_ok, triton_ok, cuda_ok",
+    [
+        ((9, 0), False, True, True),
+        ((8, 9), False, True, True),
+        ((8, 0), False, True, False),
+        ((7, 5), False, False, False),
+        ((11, 0), False, True, True),
+    ],
 )
-def test_capability_gates(monkeypatch, capability, cutlass_ok, triton_ok):
+def test_capability_gates(monkeypatch, capability, cutlass_ok, triton_ok, cuda_ok):
+    from nvfp4bench.providers import cuda_nvfp4
+
     monkeypatch.setattr(provider_base, "compute_capability", lambda device: capability)
     cutlass = provider_base.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
     triton = provider_base.needs_cuda_capability((8, 0))
     device = torch.device("cuda")
     assert (cutlass(device) is None) == cutlass_ok
     assert (triton(device) is None) == triton_ok
+    # The CUDA providers' own gate (E4M3 conversions need 8.9), ahead of any compilation.
+    assert (cuda_nvfp4._capability_check(device) is None) == cuda_ok
     if not cutlass_ok:
         assert f"this GPU is {capability[0]}.{capability[1]}" in cutlass(device)
         assert "10.x/12.x" in cutlass(device)

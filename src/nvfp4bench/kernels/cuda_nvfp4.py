@@ -167,9 +167,15 @@ def _function(variant: GemmVariant | QuantVariant, device_index: int):
         module = _check(driver.cuModuleLoadData(cubin))
         function = _check(driver.cuModuleGetFunction(module, variant.kernel_name.encode()))
         attrs = driver.CUfunction_attribute
-        static = _check(driver.cuFuncGetAttribute(attrs.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function))
+        static = _check(
+            driver.cuFuncGetAttribute(attrs.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function)
+        )
         limit = torch.cuda.get_device_properties(device).shared_memory_per_block_optin - static
-        _check(driver.cuFuncSetAttribute(function, attrs.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, limit))
+        _check(
+            driver.cuFuncSetAttribute(
+                function, attrs.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, limit
+            )
+        )
     return function, module
 
 
@@ -412,13 +418,22 @@ def occupancy(variant: GemmVariant, smem: int, device: torch.device) -> int:
     )
 
 
+# (M, N, K, device) -> (best configuration, its median ms): each shape is tuned once per process.
+_TUNED: dict[tuple, tuple[GemmConfig, float]] = {}
+
+
 def tune_gemm(a_packed, a_scales, weight, N: int, K: int, alpha, *, rep_ms: float = 5.0,
               log=None) -> tuple[CudaGemm, float]:  # fmt: skip
     """The fastest of ``gemm_candidates`` for these operands, timed in CUDA-graph replays (median
-    ms). A candidate that fails to launch is skipped; each time goes to `log` if given."""
+    ms) on the first call for this (M, N, K, device) and remembered after. A candidate that fails
+    to launch is skipped; each time goes to `log` if given."""
     from .triton_nvfp4 import _time_graph
 
     M, device = a_packed.shape[0], a_packed.device
+    key = (M, N, K, str(device))
+    if key in _TUNED:
+        config, ms = _TUNED[key]
+        return CudaGemm(M, N, K, config, device), ms
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     out = torch.empty(M, N, dtype=torch.bfloat16, device=device)
     best: tuple[CudaGemm, float] | None = None
@@ -436,4 +451,5 @@ def tune_gemm(a_packed, a_scales, weight, N: int, K: int, alpha, *, rep_ms: floa
             best = (gemm, ms)
     if best is None:
         raise RuntimeError(f"no CUDA GEMM configuration ran for M={M} N={N} K={K}")
+    _TUNED[key] = (best[0].config, best[1])
     return best

@@ -4,8 +4,8 @@ Kernels: ``nvfp4bench.kernels.cuda_nvfp4`` (a warp-shuffle Hadamard + NVFP4 quan
 Marlin-style small-M GEMM on a weight re-laid once into mma.sync fragment order). Same semantics
 and global scales (1) as the Triton providers. The weight is quantized and re-laid once in
 prepare (0.5625 bytes per value in GPU memory, nothing decoded is kept). The GEMM configuration
-is tuned once per (M, N, K) in prepare; for M > 64 the tuned Triton GEMM competes and the faster
-one is timed. Each row records which kernel ran.
+is tuned once per (M, N, K) in prepare; from M = 65 the tuned Triton GEMM competes (and above
+M = 128 runs alone), the faster one is timed. Each row records which kernel ran.
 
 * ``nvfp4-cuda``: rotate + quantize the activation inside the timed call, then the GEMM.
 * ``nvfp4-cuda-noquant``: the GEMM alone on a pre-quantized activation (had 16 when unset).
@@ -18,8 +18,11 @@ import torch
 from .base import Prepared, Provider, needs_cuda_capability, nvfp4_product_reference
 from .triton_nvfp4 import NOQUANT_HAD_SIZE
 
-# Above this M the CUDA kernel (mma.sync, 64 tokens per CTA) competes with the Triton GEMM.
-TRITON_COMPETES_ABOVE_M = 64
+# Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 128
+# tokens (above, its mma.sync tiles of 64 tokens re-read the weight and lose to Triton's planes
+# GEMM), the Triton GEMM from 65 on; between the two, the faster one runs.
+CUDA_GEMM_MAX_M = 128
+TRITON_GEMM_MIN_M = 65
 
 # mma.sync fp16, cp.async (8.0) and the E4M3 conversion instruction (8.9).
 _capability_check = needs_cuda_capability((8, 9))
@@ -42,27 +45,29 @@ def _unavailable_reason(device: torch.device) -> str | None:
 def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
     """The timed GEMM for these operands: (callable(packed, scales) -> out, kernel label)."""
     from ..kernels import cuda_nvfp4
+    from ..kernels.triton_nvfp4 import _time_graph, nvfp4_gemm, tuned_gemm_config
 
     M, device = a_packed.shape[0], a_packed.device
     alpha = torch.ones(1, dtype=torch.float32, device=device)
-    weight = cuda_nvfp4.permute_weight(b_packed, b_scales)
-    cuda_gemm, cuda_ms = cuda_nvfp4.tune_gemm(a_packed, a_scales, weight, N, K, alpha)
+    choices = []  # (median ms, callable, label)
+    if M <= CUDA_GEMM_MAX_M:
+        weight = cuda_nvfp4.permute_weight(b_packed, b_scales)
+        cuda_gemm, ms = cuda_nvfp4.tune_gemm(a_packed, a_scales, weight, N, K, alpha)
 
-    def run_cuda(packed, scales):
-        return cuda_gemm(packed, scales, weight, alpha, out)
+        def run_cuda(packed, scales):
+            return cuda_gemm(packed, scales, weight, alpha, out)
 
-    if M <= TRITON_COMPETES_ABOVE_M:
-        return run_cuda, str(cuda_gemm.config)
-    from ..kernels.triton_nvfp4 import _time_graph, nvfp4_gemm, tuned_gemm_config
+        choices.append((ms, run_cuda, str(cuda_gemm.config)))
+    if M >= TRITON_GEMM_MIN_M:
+        config = tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
 
-    config = tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
+        def run_triton(packed, scales):
+            return nvfp4_gemm(packed, scales, b_packed, b_scales, alpha, out=out, config=config)
 
-    def run_triton(packed, scales):
-        return nvfp4_gemm(packed, scales, b_packed, b_scales, alpha, out=out, config=config)
-
-    if _time_graph(lambda: run_triton(a_packed, a_scales), 5.0) < cuda_ms:
-        return run_triton, f"triton {config!r}"
-    return run_cuda, str(cuda_gemm.config)
+        ms = _time_graph(lambda: run_triton(a_packed, a_scales), 5.0) if choices else 0.0
+        choices.append((ms, run_triton, f"triton {config!r}"))
+    _, run, label = min(choices, key=lambda choice: choice[0])
+    return run, label
 
 
 def _make_prepare(quantize_activation: bool):
@@ -72,7 +77,9 @@ def _make_prepare(quantize_activation: bool):
         M, K = a.shape
         N = b.shape[0]
         if K % 64 or N % 16:
-            raise ValueError(f"the CUDA NVFP4 kernels need K % 64 == 0 and N % 16 == 0 (N={N}, K={K})")
+            raise ValueError(
+                f"the CUDA NVFP4 kernels need K % 64 == 0 and N % 16 == 0 (N={N}, K={K})"
+            )
         r = had_size if quantize_activation else (had_size or NOQUANT_HAD_SIZE)
         gs = torch.ones(1, dtype=torch.float32, device=a.device)
         a16 = a.to(torch.bfloat16).contiguous()
