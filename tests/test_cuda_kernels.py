@@ -60,11 +60,23 @@ def test_permute_weight_refuses_shapes_the_kernel_cannot_tile(N, K):
         cn.permute_weight(packed, scales)
 
 
+def _shift_left(word: np.ndarray, x: int) -> np.ndarray:
+    return word << np.uint32(x) if x >= 0 else word >> np.uint32(-x)
+
+
 def _e2m1_pair(word: np.ndarray, p: int) -> np.ndarray:
-    """nvfp4_cuda.cu's e2m1_pair<P>: codes at bits 4p and 16 + 4p -> fp16x2 bits."""
-    mag = (word >> 3) if p == 3 else (word << np.uint32(9 - 4 * p))
-    sign = word << np.uint32(12 - 4 * p)
-    return (mag & np.uint32(0x0E000E00)) | (sign & np.uint32(0x80008000))
+    """nvfp4_cuda.cu's e2m1_pair<P>: register p of a prepared word -> fp16x2 bits."""
+    mag_shift, sign_shift = cn.PAIR_SHIFTS[p]
+    mag = _shift_left(word, mag_shift) & np.uint32(0x0E000E00)
+    return mag | (_shift_left(word, sign_shift) & np.uint32(0x80008000))
+
+
+def test_the_kernel_source_uses_the_python_pair_shifts():
+    source = (Path(cn.__file__).parent / "nvfp4_cuda.cu").read_text()
+    mags = ", ".join(str(m) for m, _ in cn.PAIR_SHIFTS)
+    signs = ", ".join(str(s) for _, s in cn.PAIR_SHIFTS)
+    assert f"MAG_SHIFT[4] = {{{mags}}};" in source
+    assert f"SIGN_SHIFT[4] = {{{signs}}};" in source
 
 
 def test_lane_fragments_decode_to_the_reference_weight():
@@ -96,24 +108,27 @@ def test_lane_fragments_decode_to_the_reference_weight():
 def test_e2m1_times_e4m3_is_exact_in_fp16():
     """Every code times every scale, as the kernel forms it (q * 2**-14 in fp16 times s in fp16,
     one rounding), equals q * s * 2**-14: the products need no more than fp16's subnormal grid."""
-    codes = np.arange(16, dtype=np.uint32)
-    words = codes | (codes << 16)
-    q = _e2m1_pair(words, 0).view(np.float16)[0::2].astype(np.float32)
-    s = torch.arange(127, dtype=torch.uint8).view(torch.float8_e4m3fn).to(torch.float16).numpy()
-    product = (q[:, None].astype(np.float16) * s[None, :]).astype(np.float64)
+    q = torch.arange(16, dtype=torch.uint8)
     grid = numerics.dequantize_nvfp4(
-        torch.from_numpy((codes | (codes << 4)).astype(np.uint8)[:, None].repeat(8, 1)),
-        torch.ones(16, 1, dtype=torch.float8_e4m3fn),
+        (q | (q << 4)).view(16, 1).repeat(1, 8), torch.ones(16, 1, dtype=torch.float8_e4m3fn)
     )[:, 0].double()
-    expected = grid.numpy()[:, None] * s.astype(np.float64)[None, :] * 2.0**-14
-    assert np.array_equal(product, expected)
+    s = torch.arange(127, dtype=torch.uint8).view(torch.float8_e4m3fn).to(torch.float16).numpy()
+    for code in range(16):
+        # A 16 x 64 weight of this code only: register 0 of lane 0 holds it twice.
+        packed = torch.full((16, 32), code | (code << 4), dtype=torch.uint8)
+        word = cn.permute_weight(packed, torch.ones(16, 4, dtype=torch.float8_e4m3fn))[0, 0, :4]
+        halves = _e2m1_pair(word.numpy().view(np.uint32), 0).view(np.float16)
+        assert halves[0] == halves[1] == float(grid[code]) * 2.0**-14
+        product = (halves[0] * s).astype(np.float64)
+        assert np.array_equal(product, float(grid[code]) * s.astype(np.float64) * 2.0**-14)
 
 
 def test_gemm_candidates_fit_and_balance():
     def occupancy(variant, smem):
         return 0 if smem > 227 * 1024 else min(64 // variant.warps, 228 * 1024 // (smem + 1024))
 
-    for M, N, K in [(1, 10240, 8192), (16, 8192, 28672), (64, 57344, 8192), (100, 8192, 8192)]:
+    shapes = [(1, 10240, 8192), (16, 8192, 28672), (64, 57344, 8192), (100, 8192, 8192)]
+    for M, N, K in shapes + [(1, 256, 1024), (3, 16, 64)]:  # the last two cannot fill the GPU
         candidates = cn.gemm_candidates(M, N, K, occupancy, 132)
         assert candidates, (M, N, K)
         for config in candidates:
@@ -142,18 +157,19 @@ def _cuobjdump() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def cubins(tmp_path_factory):
+def compiled(tmp_path_factory):
+    """Every variant compiled for sm_90 into a cache folder of its own: (folder, cubins)."""
     pytest.importorskip("cuda.core", reason="cuda-python (the [cuda] extra) is not installed")
-    os.environ["NVFP4BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    try:
-        yield {v: cn.compile_variant(v, "sm_90") for v in cn.GEMM_VARIANTS + cn.QUANT_VARIANTS}
-    finally:
-        del os.environ["NVFP4BENCH_CACHE"]
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NVFP4BENCH_CACHE", str(folder))
+        cubins = {v: cn.compile_variant(v, "sm_90") for v in cn.GEMM_VARIANTS + cn.QUANT_VARIANTS}
+    return folder, cubins
 
 
-def test_every_variant_compiles_for_sm_90_without_spills(cubins):
+def test_every_variant_compiles_for_sm_90_without_spills(compiled):
     tool = _cuobjdump()
-    for variant, cubin in cubins.items():
+    for variant, cubin in compiled[1].items():
         assert cubin[:4] == b"\x7fELF", variant
         if tool is None:
             continue
@@ -167,14 +183,19 @@ def test_every_variant_compiles_for_sm_90_without_spills(cubins):
         assert "LOCAL:0" in usage, f"{variant} spills to local memory:\n{usage}"
 
 
-def test_compiled_cubins_are_cached_on_disk(cubins):
+def test_compiled_cubins_are_cached_on_disk(compiled, monkeypatch):
+    folder, cubins = compiled
+    monkeypatch.setenv("NVFP4BENCH_CACHE", str(folder))
     variant = cn.QUANT_VARIANTS[1]
     files = list(cn.cache_dir().glob(f"{variant.kernel_name}-sm_90-*.cubin"))
     assert len(files) == len(cn.QUANT_VARIANTS)
     # A cached file is what the next call returns: overwrite one and read it back.
     path = next(f for f in files if f.read_bytes() == cubins[variant])
-    path.write_bytes(b"\x7fELF cached")
-    assert cn.compile_variant(variant, "sm_90") == b"\x7fELF cached"
+    try:
+        path.write_bytes(b"\x7fELF cached")
+        assert cn.compile_variant(variant, "sm_90") == b"\x7fELF cached"
+    finally:
+        path.write_bytes(cubins[variant])
 
 
 # ------------------------------------------------------------------------------------------------

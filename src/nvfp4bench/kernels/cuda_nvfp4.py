@@ -243,26 +243,39 @@ def quantize_nvfp4(
 # ------------------------------------------------------------------------------------------------
 
 
-def _fragment_index() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For every (lane, register p, half h) of an m16n8k16 A fragment: its row in the 16-row tile,
-    its k in the 16-wide k tile, and the bit position of its code in the lane's 32-bit word."""
+# Where register p's magnitudes and signs sit in a prepared word: a left shift by MAG (SIGN) moves
+# them to fp16 bits 9..11 (15) of both halves. Must match MAG_SHIFT / SIGN_SHIFT in nvfp4_cuda.cu;
+# chosen (by search) so that a word decodes in 11 instructions instead of 15 for nibbles.
+PAIR_SHIFTS = ((0, 0), (7, 7), (-3, 14), (4, 15))
+
+
+def _fragment_index() -> tuple[torch.Tensor, torch.Tensor]:
+    """For every (lane, register p, half h) of an m16n8k16 A fragment: its row in the 16-row tile
+    and its k in the 16-wide k tile."""
     lane = torch.arange(32).view(32, 1, 1)
     p = torch.arange(4).view(1, 4, 1)
     h = torch.arange(2).view(1, 1, 2)
     g, t = lane // 4, lane % 4
     row = g + 8 * (p % 2)
     k = 2 * t + h + 8 * (p // 2)
-    shift = 4 * p + 16 * h
-    return (row.expand(32, 4, 2), k.expand(32, 4, 2), shift.expand(32, 4, 2))
+    return row.expand(32, 4, 2), k.expand(32, 4, 2)
+
+
+def _bit_positions() -> tuple[torch.Tensor, torch.Tensor]:
+    """[4 registers, 2 halves]: bit of the lowest magnitude bit, and of the sign, in the word."""
+    mag = torch.tensor([[9 - m + 16 * h for h in (0, 1)] for m, _ in PAIR_SHIFTS])
+    sign = torch.tensor([[15 - s + 16 * h for h in (0, 1)] for _, s in PAIR_SHIFTS])
+    return mag, sign
 
 
 def permute_weight(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """NVFP4 weight (codes uint8 [N, K/2], linear E4M3 scales [N, K/16]) -> the GEMM's layout.
 
     uint8 [N/16, K/64, 576]: per 16 rows x 64 k, lane l's 16 bytes are four 32-bit words (k tiles
-    0..3) holding the 8 codes of its A fragment, register p's pair at bits 4p and 16 + 4p; then 64
-    bytes of scales, 8 per fragment row group g: (row g, row g + 8) for k tiles 0..3. Same size
-    as the input (0.5625 bytes per value). Needs N % 16 == 0 and K % 64 == 0."""
+    0..3) holding the 8 codes of its A fragment (register p's magnitudes and signs at the bits
+    ``PAIR_SHIFTS`` gives); then 64 bytes of scales, 8 per fragment row group g: (row g, row g + 8)
+    for k tiles 0..3. Same size as the input (0.5625 bytes per value). Needs N % 16 == 0 and
+    K % 64 == 0."""
     N, K = packed.shape[0], packed.shape[1] * 2
     if N % 16 or K % 64:
         raise ValueError(f"the CUDA GEMM needs N % 16 == 0 and K % 64 == 0, got N={N}, K={K}")
@@ -272,9 +285,11 @@ def permute_weight(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(N, K).to(torch.int64)
     # [T, C, kt, row, kk]
     tiles = codes.view(T, 16, C, 4, 16).permute(0, 2, 3, 1, 4)
-    row, k, shift = (i.to(packed.device) for i in _fragment_index())
+    row, k = (i.to(packed.device) for i in _fragment_index())
+    mag_bit, sign_bit = (i.to(packed.device) for i in _bit_positions())
     picked = tiles[:, :, :, row, k]  # [T, C, 4, 32, 4, 2]
-    words = (picked << shift).sum(dim=(-1, -2))  # [T, C, 4 kt, 32 lanes]
+    words = ((picked & 7) << mag_bit) | ((picked >> 3) << sign_bit)
+    words = words.sum(dim=(-1, -2))  # [T, C, 4 kt, 32 lanes]
     words = torch.where(words >= 2**31, words - 2**32, words)  # as int32 bit patterns
     words = words.transpose(2, 3).contiguous().to(torch.int32)  # [T, C, lane, kt]
     code_bytes = words.view(torch.uint8).view(T, C, 512)
@@ -288,10 +303,11 @@ def unpermute_weight(prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     T, C, _ = prepared.shape
     N, K = T * 16, C * 64
     words = prepared[..., :512].contiguous().view(torch.int32).view(T, C, 32, 4).to(torch.int64)
-    words = words.transpose(2, 3)  # [T, C, kt, lane]
-    row, k, shift = (i.to(prepared.device) for i in _fragment_index())
+    words = words.transpose(2, 3)[..., None, None]  # [T, C, kt, lane, 1, 1]
+    row, k = (i.to(prepared.device) for i in _fragment_index())
+    mag_bit, sign_bit = (i.to(prepared.device) for i in _bit_positions())
     codes = torch.empty(T, C, 4, 16, 16, dtype=torch.int64, device=prepared.device)
-    codes[:, :, :, row, k] = (words[..., None, None] >> shift) & 0xF
+    codes[:, :, :, row, k] = ((words >> mag_bit) & 7) | (((words >> sign_bit) & 1) << 3)
     codes = codes.permute(0, 3, 1, 2, 4).reshape(N, K)  # [T, row, C, kt, kk]
     packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).to(torch.uint8)
     s = prepared[..., 512:].reshape(T, C, 8, 4, 2).permute(0, 4, 2, 1, 3).reshape(N, K // 16)
@@ -340,10 +356,11 @@ def gemm_candidates(M: int, N: int, K: int, occupancy, sms: int) -> list[GemmCon
     """The tuning space for one (M, N, K). `occupancy(variant, smem_bytes)`: resident CTAs per SM
     (0 when it does not fit).
 
-    For each shape variant: K split so that the CTAs fill one CTA per SM, or every resident slot,
-    once or twice (any split count: slices differ by at most one chunk, so the CTAs are balanced).
-    Where the output blocks alone outnumber the slots, each CTA loops over an equal share of them
-    instead, decoding its activation slice once."""
+    For each shape variant and each wanted number of resident CTAs per SM (1, 2, 4, or as many as
+    fit), the fewest K splits (any count: slices differ by at most one chunk, so the CTAs are
+    balanced) that give that occupancy and fill it once or twice. Where the output blocks alone
+    outnumber the slots, each CTA loops over an equal share of them instead, decoding its
+    activation slice once."""
     mt = token_tiles(M)
     k_chunks = K // 64
     out: list[GemmConfig] = []
@@ -352,17 +369,22 @@ def gemm_candidates(M: int, N: int, K: int, occupancy, sms: int) -> list[GemmCon
             continue
         n_blocks, m_blocks = _blocks(M, N, variant)
         blocks = n_blocks * m_blocks
-        for per_sm_full in (False, True):
+        for per_sm in (1, 2, 4, None):
             for waves in (1, 2):
+                # A shape too small to fill the slots gets every K chunk its own split.
                 splits = 1
-                while splits <= k_chunks:
+                while splits < k_chunks:
                     occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits)))
-                    slots = sms * waves * (occ if per_sm_full else min(occ, 1))
-                    if occ and blocks * splits >= 0.9 * slots:
-                        break
+                    resident = occ if per_sm is None else min(occ, per_sm)
+                    slots = sms * waves * resident
+                    if resident and (per_sm is None or occ >= per_sm):
+                        if blocks * splits >= 0.9 * slots:
+                            break
                     splits += 1
-                if splits > k_chunks:
+                occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits)))
+                if not occ:
                     continue
+                slots = sms * waves * (occ if per_sm is None else min(occ, per_sm))
                 share = max(1, blocks * splits // slots)
                 config = GemmConfig(variant, splits, -(-n_blocks // share))
                 if config not in out:
@@ -437,19 +459,21 @@ def tune_gemm(a_packed, a_scales, weight, N: int, K: int, alpha, *, rep_ms: floa
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     out = torch.empty(M, N, dtype=torch.bfloat16, device=device)
     best: tuple[CudaGemm, float] | None = None
+    last_error = "no candidate"
     for config in gemm_candidates(M, N, K, partial(occupancy, device=device), sms):
         try:
             gemm = CudaGemm(M, N, K, config, device)
             ms = _time_graph(lambda g=gemm: g(a_packed, a_scales, weight, alpha, out), rep_ms)
         except Exception as error:  # noqa: BLE001 - a configuration that does not run is skipped
+            last_error = f"{config}: {type(error).__name__}: {str(error)[:200]}"
             if log:
-                log(f"  tune skip {config}: {type(error).__name__}: {str(error)[:120]}")
+                log(f"  tune skip {last_error}")
             continue
         if log:
             log(f"  tune M={M} N={N} K={K} {ms * 1e3:9.1f} us  {config}")
         if best is None or ms < best[1]:
             best = (gemm, ms)
     if best is None:
-        raise RuntimeError(f"no CUDA GEMM configuration ran for M={M} N={N} K={K}")
+        raise RuntimeError(f"no CUDA GEMM configuration ran for M={M} N={N} K={K} ({last_error})")
     _TUNED[key] = (best[0].config, best[1])
     return best

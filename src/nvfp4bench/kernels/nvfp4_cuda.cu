@@ -34,14 +34,25 @@ __device__ __forceinline__ u16 f32_to_bf16(float x) {
   return d;
 }
 
-// Two E2M1 codes at bits [4P, 4P+4) and [16+4P, 20+4P) of w -> fp16x2 of q * 2**-14: the three
-// magnitude bits go to fp16 bits 9..11 (so the E2M1 subnormal 0.5 is an fp16 subnormal), the sign
-// to bit 15.
+// E2M1 -> fp16 bits of q * 2**-14: the three magnitude bits go to fp16 bits 9..11 (so the E2M1
+// subnormal 0.5 is an fp16 subnormal), the sign to bit 15; two values per 32-bit register.
+__device__ __forceinline__ u32 shift_left(u32 w, int x) { return x >= 0 ? w << x : w >> -x; }
+
+// The two codes of a natural byte pair, nibbles at bits 0..3 and 16..19 (sign in the nibble's bit 3).
+__device__ __forceinline__ u32 e2m1_natural_pair(u32 w) {
+  return ((w << 9) & 0x0E000E00u) | ((w << 12) & 0x80008000u);
+}
+
+// A-fragment register P of a prepared weight word. The layout (cuda_nvfp4.PAIR_SHIFTS) puts the
+// magnitudes of register P's two values where a left shift by MAG_SHIFT[P] moves them to bits
+// 9..11 and 25..27, and their signs where SIGN_SHIFT[P] moves them to 15 and 31. Registers 0 and 1
+// need one shift for both (register 0 none), so a word decodes in 5 shifts and 6 LOP3s.
+__device__ constexpr int MAG_SHIFT[4] = {0, 7, -3, 4};
+__device__ constexpr int SIGN_SHIFT[4] = {0, 7, 14, 15};
 template <int P>
 __device__ __forceinline__ u32 e2m1_pair(u32 w) {
-  const u32 mag = (P == 3) ? (w >> 3) : (w << (9 - 4 * P));
-  const u32 sgn = w << (12 - 4 * P);
-  return (mag & 0x0E000E00u) | (sgn & 0x80008000u);
+  if (MAG_SHIFT[P] == SIGN_SHIFT[P]) return shift_left(w, MAG_SHIFT[P]) & 0x8E008E00u;
+  return (shift_left(w, MAG_SHIFT[P]) & 0x0E000E00u) | (shift_left(w, SIGN_SHIFT[P]) & 0x80008000u);
 }
 
 // Two E4M3 codes -> fp16x2 (exact: E4M3 is a subset of fp16).
@@ -190,8 +201,8 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
         const u32 scale = e4m3_pair_hi_bytes((c << 8) | (c << 24));
         const int sh = 8 * (sl & 3);
         const u32 b0 = codes.x >> sh, b1 = codes.y >> sh;
-        v.x = hmul2(e2m1_pair<0>((b0 & 0xFu) | ((b0 & 0xF0u) << 12)), scale);
-        v.y = hmul2(e2m1_pair<0>((b1 & 0xFu) | ((b1 & 0xF0u) << 12)), scale);
+        v.x = hmul2(e2m1_natural_pair((b0 & 0xFu) | ((b0 & 0xF0u) << 12)), scale);
+        v.y = hmul2(e2m1_natural_pair((b1 & 0xFu) | ((b1 & 0xF0u) << 12)), scale);
       }
       *(uint2*)(act + (size_t)slot * 2) = v;
     }
