@@ -1,4 +1,4 @@
-"""nvfp4bench.numerics against an independent float64/numpy implementation of NVFP4_SPEC.md.
+"""nvfp4bench.numerics against an independent float64/numpy implementation of docs/nvfp4-spec.md.
 
 The expectations are built here from the formulas: E2M1 and E4M3 rounding by enumerating the
 representable values (E4M3 from its bit layout) with explicit tie-to-even handling, the Hadamard

@@ -1,7 +1,7 @@
 """Reference NVFP4 (E2M1 values, E4M3 scale per 16, fp32 global scale) with Hadamard rotation.
 
 Pure torch, device-agnostic, vectorised (no Python loops over blocks). What it computes is
-/work/shared/NVFP4_SPEC.md ("fusedQuantizeNv"), in brief, for each row and each 16-block along K:
+docs/nvfp4-spec.md ("fusedQuantizeNv"), in brief, for each row and each 16-block along K:
 
     y     = rotate(x, r)                      # bf16 operands, fp32 accumulation, block-diagonal
     amax  = max |y|                           # no epsilon

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from .tuning import fastest
+
 CHUNK_BYTES = 576  # one prepared-weight chunk: 16 rows x 64 k (512 bytes of codes, 64 of scales)
 HAD_SIZES = (16, 32, 64, 128)
 SMEM_LIMIT = 227 * 1024  # dynamic shared memory per block on sm_90 (and sm_89: 99 KB, see _fits)
@@ -337,6 +339,8 @@ class GemmConfig:
             f"ctas{self.ctas_x}"
         )
 
+    __repr__ = __str__  # tuning logs print candidates with !r
+
 
 def smem_bytes(variant: GemmVariant, k_slice: int) -> int:
     return variant.mt * k_slice * 16 + variant.warps * variant.stages * variant.nt * CHUNK_BYTES
@@ -427,6 +431,10 @@ class CudaGemm:
         return out
 
 
+# (M, N, K, device) -> (best configuration, its median ms): each shape is tuned once per process.
+_TUNED: dict[tuple, tuple[GemmConfig, float]] = {}
+
+
 def occupancy(variant: GemmVariant, smem: int, device: torch.device) -> int:
     """Resident CTAs per SM of this variant with `smem` bytes of dynamic shared memory."""
     from cuda.bindings import driver
@@ -440,40 +448,26 @@ def occupancy(variant: GemmVariant, smem: int, device: torch.device) -> int:
     )
 
 
-# (M, N, K, device) -> (best configuration, its median ms): each shape is tuned once per process.
-_TUNED: dict[tuple, tuple[GemmConfig, float]] = {}
-
-
 def tune_gemm(a_packed, a_scales, weight, N: int, K: int, alpha, *, rep_ms: float = 5.0,
               log=None) -> tuple[CudaGemm, float]:  # fmt: skip
     """The fastest of ``gemm_candidates`` for these operands, timed in CUDA-graph replays (median
     ms) on the first call for this (M, N, K, device) and remembered after. A candidate that fails
     to launch is skipped; each time goes to `log` if given."""
-    from .triton_nvfp4 import _time_graph
-
     M, device = a_packed.shape[0], a_packed.device
     key = (M, N, K, str(device))
-    if key in _TUNED:
-        config, ms = _TUNED[key]
-        return CudaGemm(M, N, K, config, device), ms
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    out = torch.empty(M, N, dtype=torch.bfloat16, device=device)
-    best: tuple[CudaGemm, float] | None = None
-    last_error = "no candidate"
-    for config in gemm_candidates(M, N, K, partial(occupancy, device=device), sms):
-        try:
-            gemm = CudaGemm(M, N, K, config, device)
-            ms = _time_graph(lambda g=gemm: g(a_packed, a_scales, weight, alpha, out), rep_ms)
-        except Exception as error:  # noqa: BLE001 - a configuration that does not run is skipped
-            last_error = f"{config}: {type(error).__name__}: {str(error)[:200]}"
-            if log:
-                log(f"  tune skip {last_error}")
-            continue
-        if log:
-            log(f"  tune M={M} N={N} K={K} {ms * 1e3:9.1f} us  {config}")
-        if best is None or ms < best[1]:
-            best = (gemm, ms)
-    if best is None:
-        raise RuntimeError(f"no CUDA GEMM configuration ran for M={M} N={N} K={K} ({last_error})")
-    _TUNED[key] = (best[0].config, best[1])
-    return best
+    if key not in _TUNED:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        out = torch.empty(M, N, dtype=torch.bfloat16, device=device)
+
+        def build(config: GemmConfig):  # buffers freed once timed: only the winner is rebuilt
+            return partial(
+                CudaGemm(M, N, K, config, device), a_packed, a_scales, weight, alpha, out
+            )
+
+        candidates = gemm_candidates(M, N, K, partial(occupancy, device=device), sms)
+        config, _, ms = fastest(
+            candidates, build, rep_ms=rep_ms, label=f"M={M} N={N} K={K}", log=log
+        )
+        _TUNED[key] = (config, ms)
+    config, ms = _TUNED[key]
+    return CudaGemm(M, N, K, config, device), ms

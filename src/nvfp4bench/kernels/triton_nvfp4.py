@@ -1,7 +1,7 @@
 """NVFP4 (E2M1 values, E4M3 scale per 16, fp32 global scale) + Hadamard kernels in Triton.
 
 For GPUs without FP4 tensor cores (compute capability 8.0+, tuned on H100 sm_90). What they
-compute is /work/shared/NVFP4_SPEC.md and ``nvfp4bench.numerics`` (the reference):
+compute is docs/nvfp4-spec.md and ``nvfp4bench.numerics`` (the reference):
 
 * ``quantize_nvfp4(x, had_size, global_scale)``: one pass over bf16 x [M, K]: rotate each
   consecutive group of r = had_size elements by the bf16 Hadamard matrix (``tl.dot``, fp32
@@ -32,6 +32,8 @@ from functools import partial
 import torch
 import triton
 import triton.language as tl
+
+from .tuning import fastest
 
 __all__ = [
     "HAD_SIZES",
@@ -253,15 +255,6 @@ def swizzled_shape(rows: int, k: int) -> tuple[int, int]:
     return -(-rows // 128) * 128, -(-(k // 16) // 4) * 4
 
 
-def _time_graph(fn, rep_ms: float) -> float:
-    """Median ms of fn replayed in a CUDA graph (triton do_bench_cudagraph, the benchmark's own
-    timer): no Python launch overhead, which would otherwise decide between small-M configs."""
-    import triton.testing
-
-    fn()  # compile outside the capture
-    return float(triton.testing.do_bench_cudagraph(fn, rep=rep_ms, return_mode="median"))
-
-
 QUANT_CANDIDATES = [  # (block_elems, num_warps, programs_per_sm, num_stages)
     (2048, 4, 32, 3), (4096, 4, 16, 3), (4096, 8, 16, 3), (8192, 8, 8, 3), (2048, 2, 32, 3),
     (2048, 2, 64, 3), (1024, 1, 64, 3),
@@ -279,22 +272,22 @@ def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, rep_ms: float =
     key = (had_size, K, 1 << max(M - 1, 1).bit_length(), str(x.device))
     if key not in _TUNED_QUANT:
         gs = torch.ones(1, dtype=torch.float32, device=x.device)
-        best = None
-        for be, nw, ps, ns in QUANT_CANDIDATES:
-            kw = dict(block_elems=be, num_warps=nw, programs_per_sm=ps, num_stages=ns)
-            if be // (had_size or 16) < 16:
-                continue
-            try:
-                ms = _time_graph(partial(quantize_nvfp4, x, had_size, gs, **kw), rep_ms)
-            except Exception as error:  # noqa: BLE001
-                if verbose:
-                    log(f"  quant tune skip {kw}: {type(error).__name__}: {str(error)[:120]}")
-                continue
-            if verbose:
-                log(f"  quant tune r={had_size} M={M} K={K} {ms * 1e3:8.1f} us  {kw}")
-            if best is None or ms < best[0]:
-                best = (ms, kw)
-        _TUNED_QUANT[key] = best[1] if best else {}
+        candidates = [
+            dict(block_elems=be, num_warps=nw, programs_per_sm=ps, num_stages=ns)
+            for be, nw, ps, ns in QUANT_CANDIDATES
+            if be // (had_size or 16) >= 16
+        ]
+        try:
+            kw, _, _ = fastest(
+                candidates,
+                lambda kw: partial(quantize_nvfp4, x, had_size, gs, **kw),
+                rep_ms=rep_ms,
+                label=f"quantize r={had_size} M={M} K={K}",
+                log=log if verbose else None,
+            )
+        except RuntimeError:  # none ran: the kernel's own defaults
+            kw = {}
+        _TUNED_QUANT[key] = kw
     return dict(_TUNED_QUANT[key])
 
 
@@ -690,7 +683,7 @@ LAST_KERNEL: list = [None]  # the last GEMM launch's compiled kernel (registers,
 def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float = 5.0,
                       verbose: bool = False, log=print) -> GemmConfig:  # fmt: skip
     """Best of gemm_candidates for this (M bucket, N, K, device), timed once with
-    _time_graph (CUDA-graph replays, median) on the given operands, then cached (like
+    tuning.time_graph (CUDA-graph replays, median) on the given operands, then cached (like
     triton.autotune).
     A candidate that fails to compile or launch (e.g. out of shared memory) is skipped."""
     M, N, K = a_packed.shape[0], b_packed.shape[0], a_packed.shape[1] * 2
@@ -701,23 +694,16 @@ def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float =
     if key not in _TUNED:
         out = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
         alpha = torch.ones(1, dtype=torch.float32, device=dev)  # a host scalar can't be captured
-        best = None
-        for cfg in gemm_candidates(M, N, K):
-            try:
-                fn = partial(nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, alpha,
-                             out=out, config=cfg)  # fmt: skip
-                ms = _time_graph(fn, rep_ms)
-            except Exception as error:  # noqa: BLE001 - a config that does not fit is skipped
-                if verbose:
-                    log(f"  tune skip {cfg!r}: {type(error).__name__}: {str(error)[:120]}")
-                continue
-            if verbose:
-                log(f"  tune M={M} N={N} K={K} {ms * 1e3:9.1f} us  {cfg!r}")
-            if best is None or ms < best[0]:
-                best = (ms, cfg)
-        if best is None:
-            raise RuntimeError(f"no GEMM configuration ran for M={M} N={N} K={K}")
-        _TUNED[key] = best[1]
+        config, _, _ = fastest(
+            gemm_candidates(M, N, K),
+            lambda cfg: partial(
+                nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, alpha, out=out, config=cfg
+            ),  # fmt: skip
+            rep_ms=rep_ms,
+            label=f"M={M} N={N} K={K}",
+            log=log if verbose else None,
+        )
+        _TUNED[key] = config
     return GemmConfig(_TUNED[key])
 
 

@@ -45,7 +45,8 @@ def _unavailable_reason(device: torch.device) -> str | None:
 def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
     """The timed GEMM for these operands: (callable(packed, scales) -> out, kernel label)."""
     from ..kernels import cuda_nvfp4
-    from ..kernels.triton_nvfp4 import _time_graph, nvfp4_gemm, tuned_gemm_config
+    from ..kernels.triton_nvfp4 import nvfp4_gemm, tuned_gemm_config
+    from ..kernels.tuning import time_graph
 
     M, device = a_packed.shape[0], a_packed.device
     alpha = torch.ones(1, dtype=torch.float32, device=device)
@@ -64,7 +65,7 @@ def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
         def run_triton(packed, scales):
             return nvfp4_gemm(packed, scales, b_packed, b_scales, alpha, out=out, config=config)
 
-        ms = _time_graph(lambda: run_triton(a_packed, a_scales), 5.0) if choices else 0.0
+        ms = time_graph(lambda: run_triton(a_packed, a_scales), 5.0) if choices else 0.0
         choices.append((ms, run_triton, f"triton {config!r}"))
     _, run, label = min(choices, key=lambda choice: choice[0])
     return run, label

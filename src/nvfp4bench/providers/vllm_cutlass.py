@@ -50,7 +50,7 @@ def _make_prepare(quantize_activation: bool):
 
         M, K = a.shape
         N = b.shape[0]
-        # Checked before any vLLM call: the kernels check neither (NVFP4_SPEC.md).
+        # Checked before any vLLM call: the kernels check neither (docs/nvfp4-spec.md).
         check_shape(K, had_size or NOQUANT_HAD_SIZE, swizzle=True)
         if N % 32:
             raise ValueError(f"N={N} is not a multiple of 32 (CUTLASS FP4 GEMM)")
