@@ -23,9 +23,9 @@ rule accuracy:
     conda:
         "../../envs/nvfp4bench.yaml"
     resources:
-        gpu=GPU_JOB,
+        gpu=ACCURACY_GPU_JOB,
     params:
         settings=ACCURACY_PARAMS,
-        device=DEVICE,
+        device=ACCURACY_DEVICE,
     script:
         "../../scripts/accuracy.py"

@@ -29,6 +29,11 @@ MODEL_BY_KEY = {cfg.model_key(model): model for model in config["models"]}
 BENCH_PARAMS = cfg.bench_params(config, DEVICE)
 ACCURACY_PARAMS = cfg.accuracy_params(config)
 GPU_JOB = 1 if DEVICE == "cuda" else 0
+# Accuracy tables are numerics: on the CPU unless asked for, then holding a GPU like a bench job.
+ACCURACY_DEVICE = (
+    "cuda" if config["accuracy"]["device"] == "gpu" and DEVICE == "cuda" else "cpu"
+)
+ACCURACY_GPU_JOB = 1 if ACCURACY_DEVICE == "cuda" else 0
 
 
 wildcard_constraints:
