@@ -7,12 +7,13 @@ error, like the rest of its log, on stdout; the assertions read stdout and stder
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from pipeline_helpers import make_workdir, small_config, snakemake, tiny_llama
 
-from nvfp4bench.io import read_bench
+from nvfp4bench.io import read_bench, read_tsv
 from nvfp4bench.models import bundled_folder
 
 pytestmark = pytest.mark.slow  # Snakemake runs (dry runs, ~3 s each)
@@ -130,9 +131,30 @@ def test_k_not_a_multiple_of_16_is_refused(work, tmp_path, hidden, intermediate,
     assert "not a multiple of 16" in line
 
 
-def test_tp_size_that_does_not_divide_a_layer(work, tiny):
-    line = the_line(refused(work, cfg([tiny], tp_sizes=[1, 3])), "tp=3")
-    assert line.startswith(f"{tiny}: qkv_proj") and "num_attention_heads=4" in line
+def test_tp_size_that_does_not_divide_a_layer_is_skipped_and_listed(work, tiny):
+    """tp=3 cannot split 4 heads: that pair is skipped with one warning line, tp=1 runs, and
+    results/shapes/skipped_tp.tsv lists the pair with its reason."""
+    config = cfg([tiny], tp_sizes=[1, 3])
+    result = snakemake(work, config, "-n")
+    output = result.stdout + result.stderr
+    warnings = {line for line in output.splitlines() if line.startswith("warning: skipped")}
+    assert len(warnings) == 1, output[-3000:]
+    (warning,) = warnings
+    assert warning.startswith(f"warning: skipped tp=3 for {tiny}: qkv_proj")
+    assert "num_attention_heads=4" in warning
+    assert "tp1.tsv" in output and "tp3.tsv" not in output
+    try:
+        snakemake(work, config, "--cores", "1", "results/shapes/unique.tsv")
+        skipped = read_tsv(work / "results" / "shapes" / "skipped_tp.tsv")
+        assert skipped[["model", "tp"]].values.tolist() == [[tiny, 3]]
+        assert "not divisible by" in skipped["reason"][0]
+    finally:
+        shutil.rmtree(work / "results", ignore_errors=True)  # the other cases expect none
+
+
+def test_no_tp_size_that_splits_the_model_is_refused(work, tiny):
+    line = the_line(refused(work, cfg([tiny], tp_sizes=[3])), "tp=3")
+    assert "no model splits over any TP size" in line and "qkv_proj" in line
 
 
 def test_had_size_not_dividing_k_is_skipped_for_that_shape_the_rest_runs(tmp_path):

@@ -106,21 +106,31 @@ def model_key(model: str) -> str:
     return model.strip("/").replace("/", "--")
 
 
-def check_models(config: dict) -> None:
-    """Every model loads and every TP size divides its layers; K must suit NVFP4 blocks of 16."""
-    from .shapes import model_shapes
+def check_models(config: dict) -> list[tuple[str, int, str]]:
+    """Every model loads; K must suit NVFP4 blocks of 16. Returns the (model, tp, reason) pairs
+    whose layers a TP size cannot split: those are skipped, the rest runs (an error only when
+    nothing is left)."""
+    from .shapes import TPSplitError, model_shapes
 
     keys = {}
+    skipped = []
     for model in config["models"]:
         key = model_key(model)
         if keys.setdefault(key, model) != model:
             raise ConfigError(f"config: models {keys[key]!r} and {model!r} share the name {key!r}")
         for tp in config["tp_sizes"]:
-            table = model_shapes(model, tp)
+            try:
+                table = model_shapes(model, tp)
+            except TPSplitError as error:
+                skipped.append((model, tp, str(error)))
+                continue
             bad = table[table["K"] % 16 != 0]
             if len(bad):
                 row = bad.iloc[0]
                 raise ConfigError(
-                    f"{model}: {row['layer']} at tp={tp} has K={row['K']}, "
+                    f"{model}: {row['layer']} at tp={row['tp']} has K={row['K']}, "
                     "not a multiple of 16 (the NVFP4 scale block)"
                 )
+    if len(skipped) == len(config["models"]) * len(config["tp_sizes"]):
+        raise ConfigError(f"config: no model splits over any TP size; first: {skipped[0][2]}")
+    return skipped

@@ -76,6 +76,10 @@ class ShapeError(ValueError):
     """A shape cannot be derived: bad tp, a dim tp does not divide, a missing field (one line)."""
 
 
+class TPSplitError(ShapeError):
+    """A layer of the model cannot be split over this tensor-parallel size."""
+
+
 def layer_shapes(config: Any, model_id: str, tp: int) -> list[LayerShape]:
     """The linear layers of one decoder layer of ``config`` on one of ``tp`` ranks.
 
@@ -191,7 +195,7 @@ class _Extractor:
 
     def split(self, layer: str, what: str, value: int) -> int:
         if value % self.tp:
-            raise ShapeError(
+            raise TPSplitError(
                 f"{self.model}: {layer} {what}={value} is not divisible by tp={self.tp}"
             )
         return value // self.tp
@@ -227,7 +231,7 @@ class _Extractor:
         if self.tp >= kv:
             # vLLM replicates KV heads: each rank holds one, tp/kv ranks share it.
             if self.tp % kv:
-                raise ShapeError(
+                raise TPSplitError(
                     f"{self.model}: qkv_proj tp={self.tp} is not divisible by "
                     f"num_key_value_heads={kv} (KV heads cannot be replicated evenly)"
                 )

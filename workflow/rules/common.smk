@@ -1,5 +1,6 @@
 import math
 import os
+import sys
 
 from snakemake.utils import min_version, validate
 
@@ -19,7 +20,11 @@ cfg.check_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 validate(config, "../schemas/config.schema.yaml")
 cfg.check_providers(config)
-cfg.check_models(config)
+# (model, tp) pairs whose layers the TP size cannot split: skipped with one warning line each and
+# listed in results/shapes/skipped_tp.tsv; the rest runs.
+SKIPPED_TP = cfg.check_models(config)
+for _model, _tp, _reason in SKIPPED_TP:
+    print(f"warning: skipped tp={_tp} for {_reason}", file=sys.stderr)
 
 # An explicit device is taken as given at parse time: the DAG may be built on a GPU-less login
 # node for jobs that run on GPU nodes (profiles/slurm). Each job checks its device when it starts.
@@ -47,7 +52,13 @@ def shapes_tsv(model, tp):
 
 
 def all_shape_tsvs(wildcards=None):
-    return [shapes_tsv(m, tp) for m in config["models"] for tp in config["tp_sizes"]]
+    skipped = {(model, tp) for model, tp, _ in SKIPPED_TP}
+    return [
+        shapes_tsv(m, tp)
+        for m in config["models"]
+        for tp in config["tp_sizes"]
+        if (m, tp) not in skipped
+    ]
 
 
 def unique_shapes(wildcards):

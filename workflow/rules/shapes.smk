@@ -16,9 +16,12 @@ checkpoint unique_shapes:
         all_shape_tsvs,
     output:
         "results/shapes/unique.tsv",
+        skipped="results/shapes/skipped_tp.tsv",
     log:
         "results/logs/shapes/unique.log",
     conda:
         "../../envs/nvfp4bench.yaml"
+    params:
+        skipped=[list(pair) for pair in SKIPPED_TP],
     script:
         "../../scripts/unique_shapes.py"
