@@ -1,4 +1,7 @@
-"""The shared pick-the-fastest loop of the kernel tuners, with a fake timer (no GPU)."""
+"""The shared pick-the-fastest loop of the kernel tuners (with a fake timer, no GPU) and the
+on-disk memory of tuned choices."""
+
+import json
 
 import pytest
 
@@ -37,3 +40,46 @@ def test_fastest_names_the_last_error_when_nothing_ran(fake_timer):
 
     with pytest.raises(RuntimeError, match="no configuration ran for M=7 .*y needs more shared"):
         tuning.fastest(["x", "y"], build, label="M=7")
+
+
+def test_a_choice_is_remembered_on_disk_per_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("NVFP4BENCH_CACHE", str(tmp_path))
+    monkeypatch.delenv("NVFP4BENCH_RETUNE", raising=False)
+    calls = []
+
+    def choose(value):
+        def run():
+            calls.append(value)
+            return {"config": value, "ms": 0.5}
+
+        return run
+
+    key = {"gpu": "test", "M": 16, "N": 256, "K": 512}
+    assert tuning.remembered(key, choose("first")) == {"config": "first", "ms": 0.5}
+    # A new process would find it: nothing is tuned again for the same key...
+    assert tuning.remembered(dict(key), choose("second"))["config"] == "first"
+    # ...but another problem size, or NVFP4BENCH_RETUNE, tunes (and the latter overwrites).
+    assert tuning.remembered(dict(key, M=32), choose("third"))["config"] == "third"
+    monkeypatch.setenv("NVFP4BENCH_RETUNE", "1")
+    assert tuning.remembered(key, choose("fourth"))["config"] == "fourth"
+    monkeypatch.delenv("NVFP4BENCH_RETUNE")
+    assert tuning.remembered(key, choose("fifth"))["config"] == "fourth"
+    assert calls == ["first", "third", "fourth"]
+    assert len(list((tmp_path / "tuning").glob("*.json"))) == 2
+
+
+def test_an_unreadable_memory_is_tuned_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("NVFP4BENCH_CACHE", str(tmp_path))
+    key = {"gpu": "test"}
+    tuning.remembered(key, lambda: 1)
+    (path,) = (tmp_path / "tuning").glob("*.json")
+    path.write_text("{not json")
+    assert tuning.remembered(key, lambda: 2) == 2
+
+
+def test_the_cuda_choice_survives_the_round_trip():
+    from nvfp4bench.kernels import cuda_nvfp4 as cn
+
+    config = cn.GemmConfig(cn.GemmVariant(2, 4, 8, 3), 15, 16)
+    encoded = cn._encode_choice((config, 0.0123))
+    assert cn._decode_choice(json.loads(json.dumps(encoded))) == (config, 0.0123)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .tuning import fastest
+from .tuning import cache_root, device_key, fastest, remembered, source_hash
 
 CHUNK_BYTES = 576  # one prepared-weight chunk: 16 rows x 64 k (512 bytes of codes, 64 of scales)
 HAD_SIZES = (16, 32, 64, 128)
@@ -96,8 +96,7 @@ def _source() -> str:
 
 def cache_dir() -> Path:
     """Where compiled cubins are kept: $NVFP4BENCH_CACHE/cubin, else ~/.cache/nvfp4bench/cubin."""
-    root = os.environ.get("NVFP4BENCH_CACHE") or Path.home() / ".cache" / "nvfp4bench"
-    return Path(root) / "cubin"
+    return cache_root() / "cubin"
 
 
 def _program_classes():
@@ -431,7 +430,20 @@ class CudaGemm:
         return out
 
 
-# (M, N, K, device) -> (best configuration, its median ms): each shape is tuned once per process.
+def _encode_choice(choice: tuple[GemmConfig, float]) -> dict:
+    config, ms = choice
+    v = config.variant
+    return dict(mt=v.mt, nt=v.nt, warps=v.warps, stages=v.stages, k_splits=config.k_splits,
+                ctas_x=config.ctas_x, ms=ms)  # fmt: skip
+
+
+def _decode_choice(stored: dict) -> tuple[GemmConfig, float]:
+    variant = GemmVariant(stored["mt"], stored["nt"], stored["warps"], stored["stages"])
+    return GemmConfig(variant, stored["k_splits"], stored["ctas_x"]), stored["ms"]
+
+
+# (M, N, K, device) -> (best configuration, its median ms): each shape is tuned once per process,
+# and remembered on disk across processes (tuning.remembered).
 _TUNED: dict[tuple, tuple[GemmConfig, float]] = {}
 
 
@@ -464,10 +476,22 @@ def tune_gemm(a_packed, a_scales, weight, N: int, K: int, alpha, *, rep_ms: floa
                 CudaGemm(M, N, K, config, device), a_packed, a_scales, weight, alpha, out
             )
 
-        candidates = gemm_candidates(M, N, K, partial(occupancy, device=device), sms)
-        config, _, ms = fastest(
-            candidates, build, rep_ms=rep_ms, label=f"M={M} N={N} K={K}", log=log
-        )
-        _TUNED[key] = (config, ms)
+        def choose() -> tuple[GemmConfig, float]:
+            candidates = gemm_candidates(M, N, K, partial(occupancy, device=device), sms)
+            config, _, ms = fastest(
+                candidates, build, rep_ms=rep_ms, label=f"M={M} N={N} K={K}", log=log
+            )
+            return config, ms
+
+        disk_key = {
+            **device_key(device),
+            "kernel": GemmVariant.kernel_name,
+            "source": source_hash(Path(__file__).with_name("nvfp4_cuda.cu")),
+            "tuner": source_hash(__file__),
+            "M": M,
+            "N": N,
+            "K": K,
+        }
+        _TUNED[key] = remembered(disk_key, choose, encode=_encode_choice, decode=_decode_choice)
     config, ms = _TUNED[key]
     return CudaGemm(M, N, K, config, device), ms

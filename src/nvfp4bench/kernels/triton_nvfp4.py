@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .tuning import fastest
+from .tuning import device_key, fastest, remembered, source_hash
 
 __all__ = [
     "HAD_SIZES",
@@ -277,17 +277,24 @@ def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, rep_ms: float =
             for be, nw, ps, ns in QUANT_CANDIDATES
             if be // (had_size or 16) >= 16
         ]
-        try:
-            kw, _, _ = fastest(
-                candidates,
-                lambda kw: partial(quantize_nvfp4, x, had_size, gs, **kw),
-                rep_ms=rep_ms,
-                label=f"quantize r={had_size} M={M} K={K}",
-                log=log if verbose else None,
-            )
-        except RuntimeError:  # none ran: the kernel's own defaults
-            kw = {}
-        _TUNED_QUANT[key] = kw
+
+        def choose() -> dict:
+            try:
+                kw, _, _ = fastest(
+                    candidates,
+                    lambda kw: partial(quantize_nvfp4, x, had_size, gs, **kw),
+                    rep_ms=rep_ms,
+                    label=f"quantize r={had_size} M={M} K={K}",
+                    log=log if verbose else None,
+                )
+            except RuntimeError:  # none ran: the kernel's own defaults
+                kw = {}
+            return kw
+
+        disk_key = {**device_key(x.device), "kernel": "triton_nvfp4_quantize",
+                    "source": source_hash(__file__), "had": had_size, "K": K,
+                    "M": key[2]}  # fmt: skip
+        _TUNED_QUANT[key] = remembered(disk_key, choose)
     return dict(_TUNED_QUANT[key])
 
 
@@ -694,16 +701,22 @@ def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, rep_ms: float =
     if key not in _TUNED:
         out = torch.empty(M, N, dtype=torch.bfloat16, device=dev)
         alpha = torch.ones(1, dtype=torch.float32, device=dev)  # a host scalar can't be captured
-        config, _, _ = fastest(
-            gemm_candidates(M, N, K),
-            lambda cfg: partial(
-                nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, alpha, out=out, config=cfg
-            ),  # fmt: skip
-            rep_ms=rep_ms,
-            label=f"M={M} N={N} K={K}",
-            log=log if verbose else None,
-        )
-        _TUNED[key] = config
+
+        def choose() -> GemmConfig:
+            config, _, _ = fastest(
+                gemm_candidates(M, N, K),
+                lambda cfg: partial(
+                    nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, alpha, out=out, config=cfg
+                ),  # fmt: skip
+                rep_ms=rep_ms,
+                label=f"M={M} N={N} K={K}",
+                log=log if verbose else None,
+            )
+            return config
+
+        disk_key = {**device_key(dev), "kernel": "triton_nvfp4_gemm",
+                    "source": source_hash(__file__), "M": key[0], "N": N, "K": K}  # fmt: skip
+        _TUNED[key] = remembered(disk_key, choose, encode=dict, decode=GemmConfig)
     return GemmConfig(_TUNED[key])
 
 

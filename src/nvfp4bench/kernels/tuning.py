@@ -1,12 +1,79 @@
 """Choosing a kernel configuration by timing: the median timer and the pick-the-fastest loop that
-the Triton and CUDA kernels share."""
+the Triton and CUDA kernels share, and the on-disk memory of past choices.
+
+Tuned choices and compiled CUDA kernels live under ``cache_root()``: ``$NVFP4BENCH_CACHE`` if set,
+else ``~/.cache/nvfp4bench``. A choice is remembered per GPU model, compute capability, torch and
+Triton versions, kernel source and problem size, so a re-run (after ``rm results/*/bench/*``,
+say) times no candidates. ``NVFP4BENCH_RETUNE=1`` tunes again and overwrites what is remembered.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TypeVar
 
 Candidate = TypeVar("Candidate")
+Choice = TypeVar("Choice")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("NVFP4BENCH_CACHE") or Path.home() / ".cache" / "nvfp4bench")
+
+
+def device_key(device) -> dict:
+    """What a tuned choice depends on besides the problem: the GPU and the software."""
+    import torch
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    major, minor = torch.cuda.get_device_capability(device)
+    return {
+        "gpu": torch.cuda.get_device_name(device),
+        "capability": f"{major}.{minor}",
+        "torch": torch.__version__,
+        "triton": triton_version,
+    }
+
+
+def source_hash(path: str | Path) -> str:
+    """A kernel source's fingerprint: an edited kernel is tuned again."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def remembered(
+    key: dict,
+    choose: Callable[[], Choice],
+    *,
+    encode: Callable[[Choice], object] = lambda choice: choice,
+    decode: Callable[[object], Choice] = lambda stored: stored,
+) -> Choice:
+    """``choose()``'s result for ``key``, computed once and kept on disk (JSON, one file per key,
+    written atomically so concurrent bench jobs never read half a file)."""
+    text = json.dumps(key, sort_keys=True)
+    folder = cache_root() / "tuning"
+    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.json"
+    if not os.environ.get("NVFP4BENCH_RETUNE") and path.exists():
+        try:
+            stored = json.loads(path.read_text())
+            if stored["key"] == key:
+                return decode(stored["choice"])
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable or from another layout: tune again
+    choice = choose()
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
+        json.dump({"key": key, "choice": encode(choice)}, tmp, sort_keys=True)
+    os.replace(tmp.name, path)
+    return choice
 
 
 def time_graph(fn: Callable[[], object], rep_ms: float) -> float:
