@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import matplotlib.image
 import pandas as pd
@@ -85,6 +86,22 @@ def test_every_output_written_with_the_right_content(run):
     assert matplotlib.image.imread(results / "speedup_heatmap.png").size > 0
     shapes = read_tsv(work / "results" / "shapes" / "unique.tsv")
     assert set(zip(shapes["N"], shapes["K"], strict=True)) == SHAPES_A
+    # The per-model answer: BF16's linear layers of one forward pass = sum of count x time.
+    key = Path(config["models"][0]).name  # a local folder's key is its path with / -> --
+    (table_path,) = (results / "forward").glob(f"*{key}.tsv")
+    forward = read_tsv(table_path)
+    layers = read_tsv(next((work / "results" / "shapes").glob(f"*{key}/tp1.tsv")))
+    assert (layers["count"] == 2).all()  # the tiny model has 2 decoder layers
+    summary_bf16 = bf16.set_index(["N", "K", "M"])["ms_median"]
+    for M in (1, 2):
+        expected = sum(
+            2 * summary_bf16[(n, k, M)] for n, k in zip(layers["N"], layers["K"], strict=True)
+        )
+        row = forward[(forward["provider"] == "torch-bf16") & (forward["M"] == M)]
+        assert len(row) == 1 and abs(row["linear_ms"].iloc[0] - expected) < 1e-9 * expected
+    assert (forward["speedup_vs_bf16"] == 1.0).all()
+    (figure,) = (results / "plots").glob(f"forward_*{key}.png")
+    assert matplotlib.image.imread(figure).shape[0] > 300
 
 
 def test_report_embeds_every_figure(run):
@@ -96,6 +113,7 @@ def test_report_embeds_every_figure(run):
                      f"speed_vs_error_n{N}_k{K}.png"):  # fmt: skip
             assert name in html
     assert "speedup_heatmap.png" in html and "summary.tsv" in html
+    assert "forward_" in html
 
 
 def test_unchanged_config_has_nothing_to_do(run):

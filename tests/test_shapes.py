@@ -117,8 +117,13 @@ def test_every_bundled_weight_shapes_model_is_covered():
 @pytest.mark.parametrize("model_id", sorted(WEIGHT_SHAPES))
 def test_tp1_matches_vllm_weight_shapes(model_id):
     df = model_shapes(model_id, 1)
-    assert list(df.columns) == ["model", "tp", "layer", "N", "K"]
+    assert list(df.columns) == ["model", "tp", "layer", "N", "K", "count"]
     assert (df["model"] == model_id).all() and (df["tp"] == 1).all()
+    # Dense models: every layer once per decoder layer.
+    # Attention runs once per decoder layer (MLP counts depend on MoE layouts: tested below).
+    layers = load_model_config(model_id).num_hidden_layers
+    attention = df[~df["layer"].str.contains("gate_up|down")]
+    assert len(attention) and (attention["count"] == layers).all()
     assert _by_layer(df) == _expected(model_id, 1)
 
 
@@ -214,12 +219,23 @@ def test_qwen3_moe_dense_layers_and_sparse_step():
         intermediate_size=2048,
         moe_intermediate_size=128,
         num_experts=8,
+        num_experts_per_tok=2,
         num_attention_heads=8,
         num_key_value_heads=2,
         head_dim=64,
         num_hidden_layers=4,
     )
     layers = [s.layer for s in layer_shapes(_cfg(**base, mlp_only_layers=[0]), "syn", 2)]
+    counts = {s.layer: s.count for s in layer_shapes(_cfg(**base, mlp_only_layers=[0]), "syn", 2)}
+    # 4 decoder layers: one dense MLP, three MoE layers of which each token visits 2 experts.
+    assert counts == {
+        "qkv_proj": 4,
+        "o_proj": 4,
+        "gate_up_proj": 1,
+        "down_proj": 1,
+        "experts.gate_up_proj": 6,
+        "experts.down_proj": 6,
+    }
     assert layers == [
         "qkv_proj",
         "o_proj",
@@ -236,15 +252,20 @@ def test_qwen3_moe_dense_layers_and_sparse_step():
 
 
 def test_mixtral_and_qwen2_moe():
-    mixtral = _llama(model_type="mixtral", num_local_experts=8, intermediate_size=14336)
+    mixtral = _llama(
+        model_type="mixtral", num_local_experts=8, num_experts_per_tok=2, intermediate_size=14336
+    )
     got = {s.layer: (s.N, s.K) for s in layer_shapes(mixtral, "syn", 2)}
     assert got["experts.gate_up_proj"] == (14336, 1024) and "gate_up_proj" not in got
+    counts = {s.layer: s.count for s in layer_shapes(mixtral, "syn", 2)}
+    assert counts["experts.down_proj"] == 2 * 2  # 2 decoder layers x top-2
 
     qwen2_moe = _llama(
         model_type="qwen2_moe",
         moe_intermediate_size=1408,
         shared_expert_intermediate_size=5632,
         num_experts=60,
+        num_experts_per_tok=4,
         decoder_sparse_step=1,
         mlp_only_layers=[],
     )
@@ -252,6 +273,17 @@ def test_mixtral_and_qwen2_moe():
     assert got["shared_experts.gate_up_proj"] == (2 * 5632 // 4, 1024)
     assert got["shared_experts.down_proj"] == (1024, 5632 // 4)
     assert got["experts.down_proj"] == (1024, 1408 // 4)
+    counts = {s.layer: s.count for s in layer_shapes(qwen2_moe, "syn", 4)}
+    assert counts["shared_experts.down_proj"] == 2 and counts["experts.down_proj"] == 2 * 4
+
+
+def test_deepseek_v3_counts_per_forward_pass():
+    """61 decoder layers: the first 3 dense, 58 MoE with one shared expert MLP and top-8 routing."""
+    counts = model_shapes("deepseek-ai/DeepSeek-V3", 1).set_index("layer")["count"].to_dict()
+    assert counts["o_proj"] == counts["kv_b_proj"] == 61
+    assert counts["gate_up_proj"] == counts["down_proj"] == 3
+    assert counts["shared_experts.gate_up_proj"] == 58
+    assert counts["experts.gate_up_proj"] == counts["experts.down_proj"] == 58 * 8
 
 
 # --- MLA (DeepSeek) ---------------------------------------------------------------------------

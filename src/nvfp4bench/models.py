@@ -46,12 +46,14 @@ _MLA_KEYS = (
     "n_routed_experts",
     "n_shared_experts",
     "first_k_dense_replace",
+    "num_experts_per_tok",
 )
 REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     # Mixtral's experts use intermediate_size, like a dense MLP.
-    **{mt: _DENSE_KEYS for mt in DENSE_TYPES | {"mixtral"}},
-    "qwen2_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts"),
-    "qwen3_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts"),
+    **{mt: _DENSE_KEYS for mt in DENSE_TYPES},
+    "mixtral": (*_DENSE_KEYS, "num_local_experts", "num_experts_per_tok"),
+    "qwen2_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts", "num_experts_per_tok"),
+    "qwen3_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts", "num_experts_per_tok"),
     "deepseek_v2": _MLA_KEYS,
     "deepseek_v3": _MLA_KEYS,
 }

@@ -253,3 +253,50 @@ def summary_outputs(bench_tsvs, accuracy_tsvs, shapes_tsv, summary_tsv, heatmap_
     figure = heatmap_figure(summary)
     io.write_figure(figure, heatmap_png)
     plt.close(figure)
+
+
+def forward_pass_figure(table: pd.DataFrame, model: str):
+    """Top: time of all linear layers of one forward pass vs M; bottom: speedup over torch-bf16.
+    One column per TP size; had-dependent providers drawn at their smallest had size."""
+    tps = sorted(table["tp"].unique()) or [1]
+    fig, axes = plt.subplots(2, len(tps), figsize=(5.5 * len(tps), 7), squeeze=False, sharex=True)
+    drawn = table[table["had_size"].isna() | (table["had_size"] == table["had_size"].min())]
+    providers = list(dict.fromkeys(drawn["provider"]))
+    palette = dict(zip(providers, sns.color_palette("tab10", len(providers)), strict=True))
+    for col, tp in enumerate(tps):
+        top, bottom = axes[0, col], axes[1, col]
+        rows = drawn[drawn["tp"] == tp]
+        if rows.empty:
+            _say_nothing_timed(top, rows)
+        for (provider, had), line in rows.groupby(["provider", "had_size"], dropna=False):
+            line = line.sort_values("M")
+            label = provider if pd.isna(had) else f"{provider} (had {had})"
+            style = dict(marker="o", ms=3, label=label, color=palette[provider])
+            top.plot(line["M"], line["linear_ms"], **style)
+            bottom.plot(line["M"], line["speedup_vs_bf16"], **style)
+        top.set_title(f"TP {tp}")
+        top.set_ylabel("linear layers of one forward pass (ms)")
+        top.set_yscale("log")
+        bottom.axhline(1.0, color="grey", lw=0.8)
+        bottom.set_ylabel("speedup over torch-bf16")
+        bottom.set_xlabel("batch size M (tokens)")
+        for ax in (top, bottom):
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.grid(alpha=0.3)
+        bottom.legend(fontsize=8)
+    fig.suptitle(f"{model}: all linear layers, one forward pass, one rank", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def forward_pass_outputs(shapes_tsvs, bench_tsvs, model: str, table_tsv, figure_png) -> None:
+    from .forward import forward_pass_times
+
+    shapes = pd.concat([io.read_tsv(p) for p in shapes_tsvs], ignore_index=True)
+    bench = pd.concat([io.read_bench(p) for p in bench_tsvs], ignore_index=True)
+    table = forward_pass_times(shapes, bench)
+    io.write_tsv(table, table_tsv)
+    figure = forward_pass_figure(table, model)
+    io.write_figure(figure, figure_png)
+    plt.close(figure)

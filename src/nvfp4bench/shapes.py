@@ -38,7 +38,9 @@ from typing import Any
 
 import pandas as pd
 
-COLUMNS = ["model", "tp", "layer", "N", "K"]
+COLUMNS = ["model", "tp", "layer", "N", "K", "count"]
+# What unique_shapes needs (tables written before `count` existed still work).
+KEY_COLUMNS = ["model", "tp", "layer", "N", "K"]
 UNIQUE_COLUMNS = ["N", "K", "users"]
 
 DENSE_TYPES = frozenset(
@@ -63,13 +65,16 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class LayerShape:
-    """One linear of one decoder layer on one TP rank: weight [N, K]."""
+    """One linear of one decoder layer on one TP rank: weight [N, K]. ``count``: how many times
+    this GEMM runs on one rank in one forward pass (over all decoder layers; routed experts count
+    top-k times per MoE layer, the experts each token visits)."""
 
     model: str
     tp: int
     layer: str
     N: int
     K: int
+    count: int
 
 
 class ShapeError(ValueError):
@@ -91,7 +96,7 @@ def layer_shapes(config: Any, model_id: str, tp: int) -> list[LayerShape]:
     model_type = getattr(config, "model_type", None)
     if model_type in DENSE_TYPES:
         ex.gqa_attention()
-        ex.mlp("", ex.dim("intermediate_size"))
+        ex.mlp("", ex.dim("intermediate_size"), ex.dim("num_hidden_layers"))
     elif model_type in MOE_TYPES:
         ex.gqa_attention()
         ex.qwen_style_moe(model_type)
@@ -127,7 +132,7 @@ def unique_shapes(tables: list[pd.DataFrame]) -> pd.DataFrame:
     where tp > 1."""
     frames = [t for t in tables if len(t)]
     for t in frames:
-        missing = [c for c in COLUMNS if c not in t.columns]
+        missing = [c for c in KEY_COLUMNS if c not in t.columns]
         if missing:
             raise ShapeError(f"unique_shapes: a table lacks column(s) {', '.join(missing)}")
     if not frames:
@@ -138,7 +143,7 @@ def unique_shapes(tables: list[pd.DataFrame]) -> pd.DataFrame:
                 "users": pd.Series(dtype=str),
             }
         )
-    df = pd.concat([t[COLUMNS] for t in frames], ignore_index=True)
+    df = pd.concat([t[KEY_COLUMNS] for t in frames], ignore_index=True)
     tps = df["tp"].astype("int64")
     suffix = tps.map(lambda t: f"@tp{t}" if t > 1 else "")
     df = df.assign(
@@ -200,10 +205,10 @@ class _Extractor:
             )
         return value // self.tp
 
-    def add(self, layer: str, n: int, k: int) -> None:
+    def add(self, layer: str, n: int, k: int, count: int) -> None:
         key = (layer, n, k)
         if key not in self.shapes:
-            self.shapes[key] = LayerShape(self.model, self.tp, layer, n, k)
+            self.shapes[key] = LayerShape(self.model, self.tp, layer, n, k, count)
 
     def result(self) -> list[LayerShape]:
         return list(self.shapes.values())
@@ -227,6 +232,7 @@ class _Extractor:
         heads = self.dim("num_attention_heads")
         kv = self.dim("num_key_value_heads", optional=True) or heads
         head_dim = self.head_dim(hidden, heads)
+        layers = self.dim("num_hidden_layers")
         q_per_rank = self.split("qkv_proj", "num_attention_heads", heads)
         if self.tp >= kv:
             # vLLM replicates KV heads: each rank holds one, tp/kv ranks share it.
@@ -238,26 +244,27 @@ class _Extractor:
             kv_per_rank = 1
         else:
             kv_per_rank = self.split("qkv_proj", "num_key_value_heads", kv)
-        self.add("qkv_proj", (q_per_rank + 2 * kv_per_rank) * head_dim, hidden)
-        self.add("o_proj", hidden, self.split("o_proj", "K", heads * head_dim))
+        self.add("qkv_proj", (q_per_rank + 2 * kv_per_rank) * head_dim, hidden, layers)
+        self.add("o_proj", hidden, self.split("o_proj", "K", heads * head_dim), layers)
 
-    def mlp(self, prefix: str, intermediate: int) -> None:
+    def mlp(self, prefix: str, intermediate: int, count: int) -> None:
         """MergedColumnParallelLinear gate_up_proj + RowParallelLinear down_proj."""
         hidden = self.dim("hidden_size")
         gate_up, down = f"{prefix}gate_up_proj", f"{prefix}down_proj"
         per_rank = self.split(gate_up, "intermediate", intermediate)
-        self.add(gate_up, 2 * per_rank, hidden)
-        self.add(down, hidden, self.split(down, "K", intermediate))
+        self.add(gate_up, 2 * per_rank, hidden, count)
+        self.add(down, hidden, self.split(down, "K", intermediate), count)
 
-    def experts(self, intermediate: int) -> None:
-        """FusedMoE w13 / w2 of one expert on one rank (intermediate split by tp, no EP)."""
-        self.mlp("experts.", intermediate)
+    def experts(self, intermediate: int, moe_layers: int) -> None:
+        """FusedMoE w13 / w2 of one expert on one rank (intermediate split by tp, no EP); each
+        token visits num_experts_per_tok of them per MoE layer."""
+        self.mlp("experts.", intermediate, moe_layers * self.dim("num_experts_per_tok"))
 
     def qwen_style_moe(self, model_type: str) -> None:
         layers = self.dim("num_hidden_layers")
         if model_type == "mixtral":
             self.dim("num_local_experts")
-            self.experts(self.dim("intermediate_size"))
+            self.experts(self.dim("intermediate_size"), layers)
             return
         num_experts = self.dim("num_experts")
         sparse_step = self.count("decoder_sparse_step", 1) or 1
@@ -266,14 +273,15 @@ class _Extractor:
             i not in mlp_only and num_experts > 0 and (i + 1) % sparse_step == 0
             for i in range(layers)
         ]
+        moe_layers = sum(is_moe)
         if not all(is_moe):
-            self.mlp("", self.dim("intermediate_size"))
+            self.mlp("", self.dim("intermediate_size"), layers - moe_layers)
         if model_type == "qwen2_moe":
             shared = self.count("shared_expert_intermediate_size", 0)
             if shared and any(is_moe):
-                self.mlp("shared_experts.", shared)
+                self.mlp("shared_experts.", shared, moe_layers)
         if any(is_moe):
-            self.experts(self.dim("moe_intermediate_size"))
+            self.experts(self.dim("moe_intermediate_size"), moe_layers)
 
     def mla_attention(self) -> None:
         """vLLM's DeepseekV2MLAAttention."""
@@ -287,18 +295,19 @@ class _Extractor:
             raise ShapeError(f"{self.model}: config has no 'q_lora_rank' (null if unused)")
         q_lora = self.dim("q_lora_rank", optional=True)
         qk_head = nope + rope
+        layers = self.dim("num_hidden_layers")
         if q_lora is not None:
             # q_a_proj and kv_a_proj_with_mqa fused into one replicated MergedColumnParallelLinear.
-            self.add("fused_qkv_a_proj", q_lora + kv_lora + rope, hidden)
+            self.add("fused_qkv_a_proj", q_lora + kv_lora + rope, hidden, layers)
             n = self.split("q_b_proj", "num_attention_heads", heads) * qk_head
-            self.add("q_b_proj", n, q_lora)
+            self.add("q_b_proj", n, q_lora, layers)
         else:
             n = self.split("q_proj", "num_attention_heads", heads) * qk_head
-            self.add("q_proj", n, hidden)
-            self.add("kv_a_proj_with_mqa", kv_lora + rope, hidden)
+            self.add("q_proj", n, hidden, layers)
+            self.add("kv_a_proj_with_mqa", kv_lora + rope, hidden, layers)
         heads_per_rank = self.split("kv_b_proj", "num_attention_heads", heads)
-        self.add("kv_b_proj", heads_per_rank * (nope + v_head), kv_lora)
-        self.add("o_proj", hidden, self.split("o_proj", "K", heads * v_head))
+        self.add("kv_b_proj", heads_per_rank * (nope + v_head), kv_lora, layers)
+        self.add("o_proj", hidden, self.split("o_proj", "K", heads * v_head), layers)
 
     def deepseek_moe(self) -> None:
         layers = self.dim("num_hidden_layers")
@@ -306,11 +315,12 @@ class _Extractor:
         first_dense = self.count("first_k_dense_replace", 0)
         freq = self.count("moe_layer_freq", 1) or 1
         is_moe = [bool(n_routed) and i >= first_dense and i % freq == 0 for i in range(layers)]
+        moe_layers = sum(is_moe)
         if not all(is_moe):
-            self.mlp("", self.dim("intermediate_size"))
+            self.mlp("", self.dim("intermediate_size"), layers - moe_layers)
         if any(is_moe):
             moe_inter = self.dim("moe_intermediate_size")
             n_shared = self.count("n_shared_experts", 0)
             if n_shared:
-                self.mlp("shared_experts.", n_shared * moe_inter)
-            self.experts(moe_inter)
+                self.mlp("shared_experts.", n_shared * moe_inter, moe_layers)
+            self.experts(moe_inter, moe_layers)

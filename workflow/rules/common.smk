@@ -51,6 +51,15 @@ def shapes_tsv(model, tp):
     return f"results/shapes/{cfg.model_key(model)}/tp{tp}.tsv"
 
 
+def model_shape_tsvs(wildcards):
+    """The shape tables of one model (its splittable TP sizes)."""
+    return [
+        path
+        for path in all_shape_tsvs()
+        if path.startswith(f"results/shapes/{wildcards.model}/")
+    ]
+
+
 def all_shape_tsvs(wildcards=None):
     skipped = {(model, tp) for model, tp, _ in SKIPPED_TP}
     return [
@@ -87,12 +96,16 @@ SHAPE_PICKLE = in_results("plots/bench_nvfp4_res_n{N}_k{K}.pkl")
 ACCURACY_PLOT = in_results("plots/accuracy_n{N}_k{K}.png")
 SPEED_ERROR_PLOT = in_results("plots/speed_vs_error_n{N}_k{K}.png")
 SUMMARY_TSV = in_results("summary.tsv")
+FORWARD_TSV = in_results("forward/{model}.tsv")
+FORWARD_PLOT = in_results("plots/forward_{model}.png")
 HEATMAP = in_results("speedup_heatmap.png")
 
 
 def all_targets(wildcards):
     per_shape_outputs = [SHAPE_PLOT, SHAPE_PICKLE, ACCURACY_PLOT, SPEED_ERROR_PLOT]
     targets = [SUMMARY_TSV, HEATMAP, *all_shape_tsvs()]
+    for key in MODEL_BY_KEY:
+        targets += [FORWARD_TSV.format(model=key), FORWARD_PLOT.format(model=key)]
     for pattern in per_shape_outputs:
         targets += per_shape(pattern)(wildcards)
     return targets

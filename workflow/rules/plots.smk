@@ -45,3 +45,30 @@ rule summary:
         "../../envs/nvfp4bench.yaml"
     script:
         "../../scripts/summary.py"
+
+
+rule forward_pass:
+    input:
+        shapes=model_shape_tsvs,
+        bench=per_shape(BENCH_TSV),
+    output:
+        table=report(
+            FORWARD_TSV,
+            caption="../report/forward_pass.rst",
+            category="Per model",
+            labels={"model": "{model}", "what": "table"},
+        ),
+        figure=report(
+            FORWARD_PLOT,
+            caption="../report/forward_pass.rst",
+            category="Per model",
+            labels={"model": "{model}", "what": "figure"},
+        ),
+    log:
+        in_results("logs/forward/{model}.log"),
+    conda:
+        "../../envs/nvfp4bench.yaml"
+    params:
+        model_id=lambda wildcards: MODEL_BY_KEY[wildcards.model],
+    script:
+        "../../scripts/forward_pass.py"
