@@ -402,7 +402,8 @@ def test_outputs_match_a_local_run(scenario):
     }
     assert shapes == SHAPES
     tsvs = sorted(name for name in local_files if name.endswith(".tsv"))
-    assert len(tsvs) == 2 + 2 * len(SHAPES) + 1  # shapes x2, bench, accuracy, summary
+    # shapes: the tp1 table, unique, skipped_tp; per shape: bench, accuracy; summary; forward
+    assert len(tsvs) == 3 + 2 * len(SHAPES) + 1 + 1
     for name in tsvs:
         _compare_tsv(local / name, slurm / name)
 
@@ -425,7 +426,8 @@ def test_cancelled_job_left_nothing_complete_and_only_it_was_redone(scenario):
     assert rc2 == 0, log2[-4000:]
     redone = {job.key for job in parse_log(log2) if job.rule != "all"}
     shape = (("K", str(K)), ("N", str(N)))
-    assert redone == {("bench", *shape), ("plot_shape", *shape), ("summary",)}, redone
+    forward = ("forward_pass", ("model", "tiny-llama"))  # the per-model table reads every shape
+    assert redone == {("bench", *shape), ("plot_shape", *shape), ("summary",), forward}, redone
     files2 = result_files(scenario["works"]["slurm"])
     rewritten = {name for name, mtime in files1.items() if files2[name] != mtime}
     assert rewritten <= {f"cpu/logs/bench/{stem}.log"}, rewritten
