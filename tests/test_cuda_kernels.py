@@ -42,8 +42,9 @@ def random_nvfp4(rows: int, K: int, generator) -> tuple[torch.Tensor, torch.Tens
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("N, K", [(16, 64), (48, 256), (128, 576)])
+@pytest.mark.parametrize("N, K", [(16, 64), (48, 256), (128, 576), (4112, 4096)])
 def test_permute_weight_round_trips(N, K):
+    """(4112, 4096): more row tiles than one slice of the conversion, and a partial last one."""
     packed, scales = random_nvfp4(N, K, fresh_generator())
     prepared = cn.permute_weight(packed, scales)
     assert prepared.shape == (N // 16, K // 64, cn.CHUNK_BYTES) and prepared.dtype == torch.uint8

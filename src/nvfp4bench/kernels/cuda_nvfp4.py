@@ -283,20 +283,26 @@ def permute_weight(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     if scales.shape != (N, K // 16):
         raise ValueError(f"scales {tuple(scales.shape)} do not match codes {tuple(packed.shape)}")
     T, C = N // 16, K // 64
-    codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(N, K).to(torch.int64)
-    # [T, C, kt, row, kk]
-    tiles = codes.view(T, 16, C, 4, 16).permute(0, 2, 3, 1, 4)
+    out = torch.empty(T, C, CHUNK_BYTES, dtype=torch.uint8, device=packed.device)
     row, k = (i.to(packed.device) for i in _fragment_index())
     mag_bit, sign_bit = (i.to(packed.device) for i in _bit_positions())
-    picked = tiles[:, :, :, row, k]  # [T, C, 4, 32, 4, 2]
-    words = ((picked & 7) << mag_bit) | ((picked >> 3) << sign_bit)
-    words = words.sum(dim=(-1, -2))  # [T, C, 4 kt, 32 lanes]
-    words = torch.where(words >= 2**31, words - 2**32, words)  # as int32 bit patterns
-    words = words.transpose(2, 3).contiguous().to(torch.int32)  # [T, C, lane, kt]
-    code_bytes = words.view(torch.uint8).view(T, C, 512)
+    # In slices of row tiles: the int64 intermediates take 40 bytes per value (a whole 405B-class
+    # layer at once would not fit beside the model's other tensors).
+    step = max(1, 2**24 // (16 * K))
+    for t0 in range(0, T, step):
+        t1 = min(T, t0 + step)
+        part = packed[16 * t0 : 16 * t1]
+        codes = torch.stack([part & 0xF, part >> 4], dim=-1).reshape(-1, K).to(torch.int64)
+        tiles = codes.view(t1 - t0, 16, C, 4, 16).permute(0, 2, 3, 1, 4)  # [t, C, kt, row, kk]
+        picked = tiles[:, :, :, row, k]  # [t, C, 4, 32, 4, 2]
+        words = ((picked & 7) << mag_bit) | ((picked >> 3) << sign_bit)
+        words = words.sum(dim=(-1, -2))  # [t, C, 4 kt, 32 lanes]
+        words = torch.where(words >= 2**31, words - 2**32, words)  # as int32 bit patterns
+        words = words.transpose(2, 3).contiguous().to(torch.int32)  # [t, C, lane, kt]
+        out[t0:t1, :, :512] = words.view(torch.uint8).view(t1 - t0, C, 512)
     s = scales.view(torch.uint8).view(T, 2, 8, C, 4)  # [T, row // 8, g, C, kt]
-    scale_bytes = s.permute(0, 3, 2, 4, 1).reshape(T, C, 64)  # [T, C, g, kt, row // 8]
-    return torch.cat([code_bytes, scale_bytes], dim=-1).contiguous()
+    out[:, :, 512:] = s.permute(0, 3, 2, 4, 1).reshape(T, C, 64)  # [T, C, g, kt, row // 8]
+    return out
 
 
 def unpermute_weight(prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
