@@ -60,6 +60,10 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     _atomic(path, lambda tmp: frame.to_csv(tmp, sep="\t", index=False))
 
 
+def write_bytes(data: bytes, path: str | Path) -> None:
+    _atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
 def write_json(record: dict, path: str | Path) -> None:
     _atomic(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n"))
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import cache, partial
 from importlib import resources
@@ -34,11 +32,11 @@ from pathlib import Path
 
 import torch
 
+from ..io import write_bytes
+from ..numerics import HAD_SIZES
 from .tuning import cache_root, device_key, fastest, remembered, source_hash
 
 CHUNK_BYTES = 576  # one prepared-weight chunk: 16 rows x 64 k (512 bytes of codes, 64 of scales)
-HAD_SIZES = (16, 32, 64, 128)
-SMEM_LIMIT = 227 * 1024  # dynamic shared memory per block on sm_90 (and sm_89: 99 KB, see _fits)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -128,10 +126,7 @@ def compile_variant(variant: GemmVariant | QuantVariant, arch: str = "sm_90") ->
     Program, ProgramOptions = _program_classes()
     options = ProgramOptions(arch=arch, std="c++17", name=f"{variant.kernel_name}.cu")
     cubin = Program(code, "c++", options).compile("cubin").code
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        tmp.write(cubin)
-    os.replace(tmp.name, path)  # atomic: concurrent jobs never read half a cubin
+    write_bytes(cubin, path)  # atomic: concurrent jobs never read half a cubin
     return cubin
 
 
@@ -195,6 +190,7 @@ def _launch(function, grid, block, smem, args, types):
 # ------------------------------------------------------------------------------------------------
 
 
+@cache
 def had_scale(had_size: int) -> float:
     """The entries of the benchmark's bf16 Hadamard matrix are +-bf16(had_size**-0.5)."""
     return float(torch.tensor(had_size**-0.5).to(torch.bfloat16))

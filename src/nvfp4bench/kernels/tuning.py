@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
+
+from ..io import write_json
 
 Candidate = TypeVar("Candidate")
 Choice = TypeVar("Choice")
@@ -69,10 +70,7 @@ def remembered(
         except (ValueError, KeyError, TypeError):
             pass  # unreadable or from another layout: tune again
     choice = choose()
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
-        json.dump({"key": key, "choice": encode(choice)}, tmp, sort_keys=True)
-    os.replace(tmp.name, path)
+    write_json({"key": key, "choice": encode(choice)}, path)
     return choice
 
 
