@@ -88,7 +88,7 @@ def check_gemm(log) -> None:
     b_packed, b_scales = cn.quantize_nvfp4(w, 16, gs)
     weight = cn.permute_weight(b_packed, b_scales)
     b_dq = numerics.dequantize_nvfp4(b_packed, b_scales).double()
-    for M in (1, 5, 16, 33, 64, 100):
+    for M in (1, 5, 16, 33, 64, 100, 128, 200):
         a = torch.randn(M, K, generator=gen, device="cuda").to(torch.bfloat16)
         a_packed, a_scales = cn.quantize_nvfp4(a, 16, gs)
         ref = (numerics.dequantize_nvfp4(a_packed, a_scales).double() @ b_dq.T).to(torch.bfloat16)

@@ -47,16 +47,20 @@ CHUNK_BYTES = 576  # one prepared-weight chunk: 16 rows x 64 k (512 bytes of cod
 @dataclass(frozen=True)
 class GemmVariant:
     """Compile-time shape of the GEMM kernel: MT token tiles of 8, NT 16-row weight tiles per warp,
-    WARPS warps, STAGES cp.async stages per warp."""
+    WARPS warps, STAGES cp.async stages per warp; `wgmma`: Hopper's warpgroup MMA (sm_90a, one
+    m64n(8 MT)k16 per four warps, the activation read from shared memory by the tensor cores)
+    instead of per-warp mma.sync."""
 
     mt: int
     nt: int
     warps: int
     stages: int
+    wgmma: bool = False
 
     @property
     def defines(self) -> dict[str, int]:
-        return {"MT": self.mt, "NT": self.nt, "WARPS": self.warps, "STAGES": self.stages}
+        defines = {"MT": self.mt, "NT": self.nt, "WARPS": self.warps, "STAGES": self.stages}
+        return {**defines, "WGMMA": 1} if self.wgmma else defines
 
     kernel_name = "nvfp4_gemm_small_m"
 
@@ -72,17 +76,26 @@ class QuantVariant:
     kernel_name = "nvfp4_quantize"
 
 
-# (NT, WARPS, STAGES) per MT. On the H100 and H200 shallow rings with more resident warps beat deep
-# ones (benchmarks/NOTES.md): the decode is issue-bound before the bytes in flight run short.
-_GEMM_SHAPES = {
+# (NT, WARPS, STAGES) per MT, for mma.sync and for wgmma. On the H100 and H200 shallow rings with
+# more resident warps beat deep ones (benchmarks/NOTES.md): the decode is issue-bound before the
+# bytes in flight run short.
+_MMA_SYNC_SHAPES = {
     1: ((1, 8, 4), (1, 8, 8), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 8), (4, 8, 3)),
     2: ((1, 8, 4), (1, 8, 8), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 8), (4, 8, 3)),
     4: ((1, 8, 8), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 4), (4, 8, 3)),
     8: ((1, 8, 8), (2, 8, 4), (2, 4, 6), (4, 4, 4), (4, 8, 3)),
 }
+_WGMMA_SHAPES = {
+    1: ((1, 8, 4), (2, 8, 3), (2, 4, 8)),
+    2: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 4, 8), (4, 4, 4)),
+    4: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 4, 8), (4, 4, 4)),
+    8: ((1, 8, 4), (2, 8, 3), (1, 4, 8), (2, 4, 4)),
+    16: ((1, 8, 3), (1, 4, 4), (2, 4, 3)),
+}
 GEMM_VARIANTS = tuple(
-    GemmVariant(mt, nt, warps, stages)
-    for mt, shapes in _GEMM_SHAPES.items()
+    GemmVariant(mt, nt, warps, stages, wgmma)
+    for wgmma, table in ((False, _MMA_SYNC_SHAPES), (True, _WGMMA_SHAPES))
+    for mt, shapes in table.items()
     for nt, warps, stages in shapes
 )
 QUANT_VARIANTS = tuple(QuantVariant(r) for r in (0, *HAD_SIZES))
@@ -112,10 +125,19 @@ def _nvrtc_version() -> str:
     return f"{major}.{minor}"
 
 
+def wgmma_arch(arch: str) -> bool:
+    """wgmma exists on sm_90 only (as sm_90a); Blackwell has its own MMA instructions."""
+    return arch == "sm_90"
+
+
 def compile_variant(variant: GemmVariant | QuantVariant, arch: str = "sm_90") -> bytes:
     """The cubin of one kernel variant for `arch`, from the disk cache or NVRTC (no GPU needed).
 
     The cache key covers the source, the defines, the architecture and the NVRTC version."""
+    if getattr(variant, "wgmma", False):
+        if not wgmma_arch(arch):
+            raise ValueError(f"{variant} needs sm_90 (wgmma), not {arch}")
+        arch = "sm_90a"  # the architecture-specific target that has wgmma
     source = _source()
     defines = "".join(f"#define {k} {v}\n" for k, v in variant.defines.items())
     code = defines + source
@@ -322,9 +344,12 @@ def unpermute_weight(prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 # ------------------------------------------------------------------------------------------------
 
 
-def token_tiles(M: int) -> int:
-    """MT: n8 token tiles per CTA (M > 64 runs several CTAs along M)."""
-    return 1 if M <= 8 else 2 if M <= 16 else 4 if M <= 32 else 8
+def token_tiles(M: int, largest: int) -> int:
+    """MT: n8 token tiles per CTA, a power of two up to `largest` (beyond, CTAs along M)."""
+    mt = 1
+    while mt < largest and 8 * mt < M:
+        mt *= 2
+    return mt
 
 
 @dataclass(frozen=True)
@@ -336,8 +361,8 @@ class GemmConfig:
     def __str__(self) -> str:
         v = self.variant
         return (
-            f"cuda-mma mt{v.mt} nt{v.nt} w{v.warps} s{v.stages} split{self.k_splits} "
-            f"ctas{self.ctas_x}"
+            f"cuda-{'wgmma' if v.wgmma else 'mma'} mt{v.mt} nt{v.nt} w{v.warps} s{v.stages} "
+            f"split{self.k_splits} ctas{self.ctas_x}"
         )
 
     __repr__ = __str__  # tuning logs print candidates with !r
@@ -357,20 +382,25 @@ def _blocks(M: int, N: int, variant: GemmVariant) -> tuple[int, int]:
     return -(-(N // 16) // (variant.nt * variant.warps)), -(-M // (8 * variant.mt))
 
 
-def gemm_candidates(M: int, N: int, K: int, occupancy, sms: int) -> list[GemmConfig]:
+def gemm_candidates(
+    M: int, N: int, K: int, occupancy, sms: int, wgmma: bool = True
+) -> list[GemmConfig]:
     """The tuning space for one (M, N, K). `occupancy(variant, smem_bytes)`: resident CTAs per SM
-    (0 when it does not fit).
+    (0 when it does not fit); `wgmma`: whether the device has it (``wgmma_arch``).
 
     For each shape variant and each wanted number of resident CTAs per SM (1, 2, 4, or as many as
     fit), the fewest K splits (any count: slices differ by at most one chunk, so the CTAs are
     balanced) that give that occupancy and fill it once or twice. Where the output blocks alone
     outnumber the slots, each CTA loops over an equal share of them instead, decoding its
     activation slice once."""
-    mt = token_tiles(M)
+    mt = {kind: token_tiles(M, max(table)) for kind, table in
+          ((False, _MMA_SYNC_SHAPES), (True, _WGMMA_SHAPES))}  # fmt: skip
     k_chunks = K // 64
     out: list[GemmConfig] = []
     for variant in GEMM_VARIANTS:
-        if variant.mt != mt or (N // 16) % variant.nt:
+        if variant.mt != mt[variant.wgmma] or (N // 16) % variant.nt:
+            continue
+        if variant.wgmma and not wgmma:
             continue
         n_blocks, m_blocks = _blocks(M, N, variant)
         blocks = n_blocks * m_blocks
@@ -435,12 +465,14 @@ class CudaGemm:
 def _encode_choice(choice: tuple[GemmConfig, float]) -> dict:
     config, ms = choice
     v = config.variant
-    return dict(mt=v.mt, nt=v.nt, warps=v.warps, stages=v.stages, k_splits=config.k_splits,
-                ctas_x=config.ctas_x, ms=ms)  # fmt: skip
+    return dict(mt=v.mt, nt=v.nt, warps=v.warps, stages=v.stages, wgmma=v.wgmma,
+                k_splits=config.k_splits, ctas_x=config.ctas_x, ms=ms)  # fmt: skip
 
 
 def _decode_choice(stored: dict) -> tuple[GemmConfig, float]:
-    variant = GemmVariant(stored["mt"], stored["nt"], stored["warps"], stored["stages"])
+    variant = GemmVariant(
+        stored["mt"], stored["nt"], stored["warps"], stored["stages"], stored["wgmma"]
+    )
     return GemmConfig(variant, stored["k_splits"], stored["ctas_x"]), stored["ms"]
 
 
@@ -479,7 +511,9 @@ def tune_gemm(a_packed, a_scales, weight, N: int, K: int, alpha, *, rep_ms: floa
             )
 
         def choose() -> tuple[GemmConfig, float]:
-            candidates = gemm_candidates(M, N, K, partial(occupancy, device=device), sms)
+            candidates = gemm_candidates(
+                M, N, K, partial(occupancy, device=device), sms, wgmma_arch(device_arch(device))
+            )
             config, _, ms = fastest(
                 candidates, build, rep_ms=rep_ms, label=f"M={M} N={N} K={K}", log=log
             )

@@ -7,7 +7,8 @@
 // fragment order, then 64 bytes of scales).
 //
 // Compile-time parameters (-D):
-//   GEMM:     MT (token tiles of 8), NT (16-row weight tiles per warp), WARPS, STAGES
+//   GEMM:     MT (token tiles of 8), NT (16-row weight tiles per warp), WARPS, STAGES;
+//             WGMMA (sm_90a): the warpgroup MMA instead of mma.sync (WARPS a multiple of 4)
 //   quantize: R (Hadamard size; 0 = no rotation)
 
 typedef unsigned int u32;
@@ -95,6 +96,77 @@ __device__ __forceinline__ void mma_16816(float* c, u32 a0, u32 a1, u32 a2, u32 
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+#ifdef WGMMA
+// wgmma.mma_async m64n(8*MT)k16, A (the decoded weight) from registers, B (the activation) from
+// shared memory by descriptor; fp32 accumulators d[4 * MT] in the mma.sync m16n8 tile order.
+template <int MT_> __device__ __forceinline__ void wgmma_rs(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b);
+#define WGMMA_F4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define WGMMA_F8(i) WGMMA_F4(i), WGMMA_F4(i + 4)
+#define WGMMA_F16(i) WGMMA_F8(i), WGMMA_F8(i + 8)
+#define WGMMA_F32(i) WGMMA_F16(i), WGMMA_F16(i + 16)
+#define WGMMA_F64(i) WGMMA_F32(i), WGMMA_F32(i + 32)
+#define WGMMA_IN "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"(1)
+template <> __device__ __forceinline__ void wgmma_rs<1>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
+  asm volatile("{.reg .pred p; setp.ne.b32 p, %9, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {"
+               "%0, %1, %2, %3"
+               "}, {%4, %5, %6, %7}, %8, p, 1, 1, 0;}\n"
+               : WGMMA_F4(0) : WGMMA_IN);
+}
+template <> __device__ __forceinline__ void wgmma_rs<2>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
+  asm volatile("{.reg .pred p; setp.ne.b32 p, %13, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {"
+               "%0, %1, %2, %3, %4, %5, %6, %7"
+               "}, {%8, %9, %10, %11}, %12, p, 1, 1, 0;}\n"
+               : WGMMA_F8(0) : WGMMA_IN);
+}
+template <> __device__ __forceinline__ void wgmma_rs<4>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
+  asm volatile("{.reg .pred p; setp.ne.b32 p, %21, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+               "}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;}\n"
+               : WGMMA_F16(0) : WGMMA_IN);
+}
+template <> __device__ __forceinline__ void wgmma_rs<8>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
+  asm volatile("{.reg .pred p; setp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+               "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;}\n"
+               : WGMMA_F32(0) : WGMMA_IN);
+}
+template <> __device__ __forceinline__ void wgmma_rs<16>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
+  asm volatile("{.reg .pred p; setp.ne.b32 p, %69, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+               "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;}\n"
+               : WGMMA_F64(0) : WGMMA_IN);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N_>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
+}
+// Pins a register's value at this point of the program: the compiler may not move its producers
+// past a wgmma.fence, nor its consumers before a wgmma.wait_group.
+__device__ __forceinline__ void pin(u32& r) { asm volatile("" : "+r"(r)::"memory"); }
+__device__ __forceinline__ void pin(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// Shared-memory matrix descriptor of one k16 slice of the activation: K-major, no swizzle; core
+// matrices (8 tokens x 16 bytes) 128 bytes apart along K (leading) and 256 bytes along the tokens
+// (stride).
+__device__ __forceinline__ u64 act_descriptor(u32 addr) {
+  return (u64)((addr & 0x3FFFF) >> 4) | ((u64)(128 >> 4) << 16) | ((u64)(256 >> 4) << 32);
+}
+#endif  // WGMMA
+
 __device__ __forceinline__ void cp_async16_evict_first(u32 dst, const void* src, u64 policy) {
   asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n"
                :: "r"(dst), "l"(src), "l"(policy));
@@ -167,7 +239,9 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
   const int my_blocks = (n_blocks - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x;
   const int total = my_blocks * n_chunks;
 
-  u32* act = (u32*)smem;  // [k_slice/16][MT][32 lanes][2]: B fragments (b0b1, b2b3)
+  // The activation slice in fp16, per k16 slice and token tile: mma.sync B fragments [32 lanes][2]
+  // (b0b1, b2b3), or for wgmma two K-major core matrices [2 k halves][8 tokens][8 k]. 256 bytes.
+  u32* act = (u32*)smem;
   u8* ring = smem + (size_t)MT * max_slice * 16 + (size_t)warp * STAGES * NT * CHUNK_BYTES;
   const u32 ring_addr = smem_addr(ring);
 
@@ -184,29 +258,65 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) stream.issue();
 
-  // Activation slice -> fp16 B fragments: one thread per (k tile, token tile, lane) slot. Lane
-  // (g, t) holds k = 2t, 2t+1 (byte t of the block's first 4 code bytes) and k = 2t+8, 2t+9 (byte
-  // t of the next 4) of token g.
+  // Activation slice -> fp16 in shared memory. A task is one token's 32 k (16 code bytes, two k16
+  // slices); lane (g, q) of a warp takes token g of a token tile and the q-th of four neighbouring
+  // tasks, so each load instruction reads 64 contiguous bytes of 8 tokens. Loads are issued
+  // BATCH at a time before any is decoded: the slice arrives in a few memory round trips.
   {
-    const int slots = (k_slice / 16) * MT * 32;
-#pragma unroll 4
-    for (int slot = threadIdx.x; slot < slots; slot += WARPS * 32) {
-      const int sl = slot & 31, j = (slot >> 5) % MT, kt = (slot >> 5) / MT;
-      const int token = m0 + j * 8 + (sl >> 2);
-      uint2 v = make_uint2(0u, 0u);
-      if (token < M) {
-        const int k = k0 + kt * 16;
-        const uint2 codes = *(const uint2*)(a_codes + (size_t)token * (K / 2) + k / 2);
-        const u32 c = a_scales[(size_t)token * (K / 16) + k / 16];
-        const u32 scale = e4m3_pair_hi_bytes((c << 8) | (c << 24));
-        const int sh = 8 * (sl & 3);
-        const u32 b0 = codes.x >> sh, b1 = codes.y >> sh;
-        v.x = hmul2(e2m1_natural_pair((b0 & 0xFu) | ((b0 & 0xF0u) << 12)), scale);
-        v.y = hmul2(e2m1_natural_pair((b1 & 0xFu) | ((b1 & 0xF0u) << 12)), scale);
+    constexpr int BATCH = 8;
+    const int g8 = lane & 7, q = lane >> 3;
+    const int groups = k_slice / 32;                  // tasks per token
+    const int steps = MT * ((groups + 3) / 4);        // warp-steps: (token tile, 4 tasks)
+    for (int s0 = warp; s0 < steps; s0 += WARPS * BATCH) {
+      uint4 codes[BATCH];
+      u32 sc[BATCH];
+#pragma unroll
+      for (int b = 0; b < BATCH; ++b) {
+        const int st = s0 + b * WARPS, j = st % MT, group = (st / MT) * 4 + q;
+        const int token = m0 + j * 8 + g8;
+        codes[b] = make_uint4(0u, 0u, 0u, 0u);
+        sc[b] = 0u;
+        if (st < steps && group < groups && token < M) {
+          const int k = k0 + group * 32;
+          codes[b] = *(const uint4*)(a_codes + (size_t)token * (K / 2) + k / 2);
+          sc[b] = *(const u16*)(a_scales + (size_t)token * (K / 16) + k / 16);
+        }
       }
-      *(uint2*)(act + (size_t)slot * 2) = v;
+#pragma unroll
+      for (int b = 0; b < BATCH; ++b) {
+        const int st = s0 + b * WARPS, j = st % MT, group = (st / MT) * 4 + q;
+        if (st >= steps || group >= groups) continue;
+        const u32 w[4] = {codes[b].x, codes[b].y, codes[b].z, codes[b].w};
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {  // k16 slice 2 * group + h
+          const u32 c = (sc[b] >> (8 * h)) & 0xFFu;
+          const u32 scale = e4m3_pair_hi_bytes((c << 8) | (c << 24));
+          u32 p[2][4];  // fp16x2 of k (2i, 2i + 1) and (2i + 8, 2i + 9), i = 0..3
+#pragma unroll
+          for (int half = 0; half < 2; ++half)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const u32 x = w[2 * h + half] >> (8 * i);
+              p[half][i] = hmul2(e2m1_natural_pair((x & 0xFu) | ((x & 0xF0u) << 12)), scale);
+            }
+          uint4* tile = (uint4*)(act + (size_t)((2 * group + h) * MT + j) * 64);
+#ifdef WGMMA
+          // Core matrices (k 0..7) and (k 8..15), token g8's 16-byte row in each.
+          tile[g8] = make_uint4(p[0][0], p[0][1], p[0][2], p[0][3]);
+          tile[8 + g8] = make_uint4(p[1][0], p[1][1], p[1][2], p[1][3]);
+#else
+          // B fragments of lanes (g8, t): (k 2t, 2t + 1; k 2t + 8, 2t + 9).
+          tile[2 * g8] = make_uint4(p[0][0], p[1][0], p[0][1], p[1][1]);
+          tile[2 * g8 + 1] = make_uint4(p[0][2], p[1][2], p[0][3], p[1][3]);
+#endif
+        }
+      }
     }
   }
+#ifdef WGMMA
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // wgmma reads it (async proxy)
+  const u32 act_addr = smem_addr(act);
+#endif
   __syncthreads();
 
   const float scale_out = alpha_ptr[0] * 2097152.0f;  // operands carry 2**-14 and 2**-7
@@ -233,6 +343,41 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       codes[i] = *(const uint4*)(stage + i * CHUNK_BYTES + lane * 16);
       scales[i] = *(const uint2*)(stage + i * CHUNK_BYTES + 512 + g * 8);
     }
+#ifdef WGMMA
+    // Decode all NT x 4 fragments, then issue their wgmmas as one group; the group runs while the
+    // next chunk is loaded and decoded (wait_group 1 keeps one group in flight).
+    u32 a[NT][4][4];
+#pragma unroll
+    for (int kt = 0; kt < 4; ++kt)
+#pragma unroll
+      for (int i = 0; i < NT; ++i) {
+        const u32 w = kt == 0 ? codes[i].x : kt == 1 ? codes[i].y : kt == 2 ? codes[i].z : codes[i].w;
+        const u32 sw = kt < 2 ? scales[i].x : scales[i].y;
+        const u32 s2 = e4m3x2_to_f16x2((kt & 1) ? (u16)(sw >> 16) : (u16)sw);
+        a[i][kt][0] = hmul2_lo(e2m1_pair<0>(w), s2);
+        a[i][kt][1] = hmul2_hi(e2m1_pair<1>(w), s2);
+        a[i][kt][2] = hmul2_lo(e2m1_pair<2>(w), s2);
+        a[i][kt][3] = hmul2_hi(e2m1_pair<3>(w), s2);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) pin(a[i][kt][r]);
+      }
+#pragma unroll
+    for (int i = 0; i < NT; ++i)
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) pin(acc[i][j][e]);  // the epilogue's zeros land before the fence
+    wgmma_fence();
+#pragma unroll
+    for (int kt = 0; kt < 4; ++kt) {
+      const u64 desc = act_descriptor(act_addr + (c * 4 + kt) * MT * 256);
+#pragma unroll
+      for (int i = 0; i < NT; ++i)
+        wgmma_rs<MT>(&acc[i][0][0], a[i][kt][0], a[i][kt][1], a[i][kt][2], a[i][kt][3], desc);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();
+#else
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt) {
       uint2 bfrag[MT];
@@ -253,10 +398,20 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
         for (int j = 0; j < MT; ++j) mma_16816(acc[i][j], a0, a1, a2, a3, bfrag[j].x, bfrag[j].y);
       }
     }
+#endif
     if (++c != n_chunks) continue;
 
     // ---- block epilogue ----
     c = 0;
+#ifdef WGMMA
+    wgmma_wait<0>();
+#pragma unroll
+    for (int i = 0; i < NT; ++i)
+#pragma unroll
+      for (int j = 0; j < MT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) pin(acc[i][j][e]);
+#endif
     const int nb = blockIdx.x + (q++) * gridDim.x;
     const int blk = blockIdx.z * n_blocks + nb;
     bool write = true;
@@ -276,30 +431,32 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       if (write) {
         __threadfence();
         const size_t split_stride = (size_t)gridDim.z * n_blocks * per_block;
-        const float4* base = (const float4*)workspace + (size_t)blk * per_block;
+        const float4* base = (const float4*)workspace + (size_t)blk * per_block +
+                             (size_t)warp * NT * MT * 32 + lane;
+        // acc <- sum of the split partials, added in split order (the result does not depend on
+        // which CTA came last). Sixteen independent loads go out at a time: RC fragments of G
+        // splits each, so the sum takes about k_splits * R / 16 memory round trips.
+        constexpr int R = NT * MT, RC = R < 16 ? R : 16, G = 16 / RC;
+        float* sum = &acc[0][0][0];
 #pragma unroll
-        for (int i = 0; i < NT; ++i)
+        for (int e = 0; e < 4 * R; ++e) sum[e] = 0.f;
 #pragma unroll
-          for (int j = 0; j < MT; ++j) {
-            const float4* p = base + ((warp * NT + i) * MT + j) * 32 + lane;
-            float4 sum = __ldcg(p);
-            int s = 1;
-            // Fixed order (the result does not depend on which CTA came last); loads of a group of
-            // four are independent, so they overlap.
-            for (; s + 4 <= k_splits; s += 4) {
-              float4 v[4];
+        for (int r0 = 0; r0 < R; r0 += RC)
+          for (int s0 = 0; s0 < k_splits; s0 += G) {
+            float4 v[G][RC];
 #pragma unroll
-              for (int u = 0; u < 4; ++u) v[u] = __ldcg(p + (s + u) * split_stride);
+            for (int u = 0; u < G; ++u)
 #pragma unroll
-              for (int u = 0; u < 4; ++u) {
-                sum.x += v[u].x; sum.y += v[u].y; sum.z += v[u].z; sum.w += v[u].w;
-              }
-            }
-            for (; s < k_splits; ++s) {
-              const float4 v = __ldcg(p + s * split_stride);
-              sum.x += v.x; sum.y += v.y; sum.z += v.z; sum.w += v.w;
-            }
-            acc[i][j][0] = sum.x; acc[i][j][1] = sum.y; acc[i][j][2] = sum.z; acc[i][j][3] = sum.w;
+              for (int r = 0; r < RC; ++r)
+                if (s0 + u < k_splits) v[u][r] = __ldcg(base + (r0 + r) * 32 + (s0 + u) * split_stride);
+#pragma unroll
+            for (int u = 0; u < G; ++u)
+#pragma unroll
+              for (int r = 0; r < RC; ++r)
+                if (s0 + u < k_splits) {
+                  float* d = sum + 4 * (r0 + r);
+                  d[0] += v[u][r].x; d[1] += v[u][r].y; d[2] += v[u][r].z; d[3] += v[u][r].w;
+                }
           }
         if (threadIdx.x == 0) counters[blk] = 0;  // ready for the next launch (graph replays)
       }
