@@ -94,7 +94,7 @@ def check_gemm(log) -> None:
         ref = (numerics.dequantize_nvfp4(a_packed, a_scales).double() @ b_dq.T).to(torch.bfloat16)
         sms = torch.cuda.get_device_properties(0).multi_processor_count
         occupancy = partial(cn.occupancy, device=torch.device("cuda"))
-        for config in cn.gemm_candidates(M, N, K, occupancy, sms):
+        for config in cn.gemm_candidates(M, N, K, occupancy, sms, cn.wgmma_arch(cn.device_arch(0))):
             out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
             cn.CudaGemm(M, N, K, config, torch.device("cuda"))(
                 a_packed, a_scales, weight, alpha, out

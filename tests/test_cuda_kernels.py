@@ -131,10 +131,13 @@ def test_gemm_candidates_fit_and_balance():
     shapes = [(1, 10240, 8192), (16, 8192, 28672), (64, 57344, 8192), (100, 8192, 8192)]
     for M, N, K in shapes + [(1, 256, 1024), (3, 16, 64)]:  # the last two cannot fill the GPU
         candidates = cn.gemm_candidates(M, N, K, occupancy, 132)
-        assert candidates, (M, N, K)
+        assert {c.variant.wgmma for c in candidates} == {False, True}, (M, N, K)
+        without = cn.gemm_candidates(M, N, K, occupancy, 132, wgmma=False)
+        assert without == [c for c in candidates if not c.variant.wgmma]
         for config in candidates:
             v = config.variant
-            assert v.mt == cn.token_tiles(M) and (N // 16) % v.nt == 0
+            assert v.mt == cn.token_tiles(M, v.wgmma) and (N // 16) % v.nt == 0
+            assert 8 * v.mt >= min(M, 8 * cn.token_tiles(10**6, v.wgmma))  # one CTA row if it can
             assert 1 <= config.k_splits <= K // 64
             assert cn.smem_bytes(v, cn.max_slice(K, config.k_splits)) <= 227 * 1024
             n_blocks, _ = cn._blocks(M, N, v)
@@ -184,6 +187,12 @@ def test_every_variant_compiles_for_sm_90_without_spills(compiled):
         assert "LOCAL:0" in usage, f"{variant} spills to local memory:\n{usage}"
 
 
+def test_wgmma_variants_are_for_sm_90_only():
+    variant = next(v for v in cn.GEMM_VARIANTS if v.wgmma)
+    with pytest.raises(ValueError, match="sm_100"):
+        cn.compile_variant(variant, "sm_100")
+
+
 def test_compiled_cubins_are_cached_on_disk(compiled, monkeypatch):
     folder, cubins = compiled
     monkeypatch.setenv("NVFP4BENCH_CACHE", str(folder))
@@ -230,7 +239,7 @@ def test_quantizer_equals_the_reference(had_size, dist):
 
 @needs_gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("M", [1, 5, 16, 33, 64, 100])
+@pytest.mark.parametrize("M", [1, 5, 16, 33, 64, 100, 128, 200])
 def test_every_gemm_candidate_is_bit_faithful(M):
     gen = fresh_generator()
     N, K = 512, 2048
@@ -245,7 +254,7 @@ def test_every_gemm_candidate_is_bit_faithful(M):
     ref = (a_dq @ b_dq.T).to(torch.bfloat16)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     occupancy = partial(cn.occupancy, device=torch.device("cuda"))
-    for config in cn.gemm_candidates(M, N, K, occupancy, sms):
+    for config in cn.gemm_candidates(M, N, K, occupancy, sms, cn.wgmma_arch(cn.device_arch(0))):
         out = torch.full((M, N), float("nan"), dtype=torch.bfloat16, device="cuda")
         for _ in range(2):  # the second launch checks the split counters were reset
             cn.CudaGemm(M, N, K, config, torch.device("cuda"))(a_packed, a_scales, weight, gs, out)

@@ -82,15 +82,25 @@ class QuantVariant:
 _MMA_SYNC_SHAPES = {
     1: ((1, 8, 4), (1, 8, 8), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 8), (4, 8, 3)),
     2: ((1, 8, 4), (1, 8, 8), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 8), (4, 8, 3)),
-    4: ((1, 8, 8), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 4), (4, 8, 3)),
-    8: ((1, 8, 8), (2, 8, 4), (2, 4, 6), (4, 4, 4), (4, 8, 3)),
+    4: ((1, 8, 8), (2, 8, 4), (2, 8, 8), (2, 4, 12), (4, 4, 4), (4, 8, 3), (4, 8, 4)),
+    8: ((1, 8, 8), (1, 8, 16), (2, 8, 4), (2, 8, 8), (2, 4, 6), (4, 4, 4), (4, 8, 3), (4, 8, 4)),
 }
 _WGMMA_SHAPES = {
     1: ((1, 8, 4), (2, 8, 3), (2, 4, 8)),
     2: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 4, 8), (4, 4, 4)),
-    4: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 4, 8), (4, 4, 4)),
-    8: ((1, 8, 4), (2, 8, 3), (1, 4, 8), (2, 4, 4)),
-    16: ((1, 8, 3), (1, 4, 4), (2, 4, 3)),
+    4: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 8), (4, 4, 4), (1, 16, 4)),
+    8: (
+        (1, 8, 4),
+        (1, 8, 8),
+        (1, 8, 16),
+        (2, 8, 3),
+        (2, 8, 8),
+        (1, 4, 8),
+        (2, 4, 4),
+        (1, 16, 4),
+        (1, 16, 8),
+    ),
+    16: ((1, 8, 3), (1, 8, 8), (1, 4, 4), (2, 4, 3), (1, 16, 4)),
 }
 GEMM_VARIANTS = tuple(
     GemmVariant(mt, nt, warps, stages, wgmma)
@@ -344,8 +354,10 @@ def unpermute_weight(prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 # ------------------------------------------------------------------------------------------------
 
 
-def token_tiles(M: int, largest: int) -> int:
-    """MT: n8 token tiles per CTA, a power of two up to `largest` (beyond, CTAs along M)."""
+def token_tiles(M: int, wgmma: bool) -> int:
+    """MT: n8 token tiles per CTA, a power of two up to the largest variant of the kind (beyond,
+    CTAs along M)."""
+    largest = max(_WGMMA_SHAPES if wgmma else _MMA_SYNC_SHAPES)
     mt = 1
     while mt < largest and 8 * mt < M:
         mt *= 2
@@ -393,12 +405,10 @@ def gemm_candidates(
     balanced) that give that occupancy and fill it once or twice. Where the output blocks alone
     outnumber the slots, each CTA loops over an equal share of them instead, decoding its
     activation slice once."""
-    mt = {kind: token_tiles(M, max(table)) for kind, table in
-          ((False, _MMA_SYNC_SHAPES), (True, _WGMMA_SHAPES))}  # fmt: skip
     k_chunks = K // 64
     out: list[GemmConfig] = []
     for variant in GEMM_VARIANTS:
-        if variant.mt != mt[variant.wgmma] or (N // 16) % variant.nt:
+        if variant.mt != token_tiles(M, variant.wgmma) or (N // 16) % variant.nt:
             continue
         if variant.wgmma and not wgmma:
             continue

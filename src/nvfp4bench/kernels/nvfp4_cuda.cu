@@ -174,35 +174,37 @@ __device__ __forceinline__ void cp_async16_evict_first(u32 dst, const void* src,
 
 // The weight stream of one warp: each issue() copies the next NT chunks (16 rows x 64 k each) into
 // the next ring slot. Row tile i of the warp's q-th block is (first + q * step) * NT + i, clamped:
-// a tile past N loads a valid tile and is not stored. Positions advance by additions only.
+// a tile past N loads a valid tile and is not stored. The lane's source pointers are set once per
+// block and then only advance by one chunk per issue.
 struct WeightStream {
-  const u8* weight;
+  const u8* slice;    // this lane's 16 bytes of chunk 0 of the K-slice in row tile 0
   size_t tile_bytes;  // one row tile over the whole K
   int n_chunks, remaining, row_tiles, tile, tile_step, lane;
   u64 policy;
-  u32 ring_addr;
+  u32 ring_addr;      // this lane's 16 bytes of ring slot 0
   int slot = 0, chunk = 0;
-  const u8* block_base;  // chunk 0 of this K-slice in the warp's first tile of the current block
+  const u8* src[NT];
+
+  __device__ __forceinline__ void seek() {
+#pragma unroll
+    for (int i = 0; i < NT; ++i) src[i] = slice + (size_t)min(tile + i, row_tiles - 1) * tile_bytes;
+  }
 
   __device__ __forceinline__ void issue() {
     if (remaining > 0) {
       const u32 dst = ring_addr + slot * NT * CHUNK_BYTES;
 #pragma unroll
       for (int i = 0; i < NT; ++i) {
-        const u8* src = tile + i < row_tiles ? block_base + i * tile_bytes
-                                             : block_base + (row_tiles - 1 - tile) * tile_bytes;
-        src += (size_t)chunk * CHUNK_BYTES;
-        cp_async16_evict_first(dst + i * CHUNK_BYTES + lane * 16, src + lane * 16, policy);
-        if (lane < 4)
-          cp_async16_evict_first(dst + i * CHUNK_BYTES + 512 + lane * 16, src + 512 + lane * 16,
-                                 policy);
+        cp_async16_evict_first(dst + i * CHUNK_BYTES, src[i], policy);
+        if (lane < 4) cp_async16_evict_first(dst + i * CHUNK_BYTES + 512, src[i] + 512, policy);
+        src[i] += CHUNK_BYTES;
       }
       --remaining;
       slot = slot + 1 == STAGES ? 0 : slot + 1;
       if (++chunk == n_chunks) {
         chunk = 0;
         tile += tile_step;
-        block_base += tile_step * tile_bytes;
+        seek();
       }
     }
     asm volatile("cp.async.commit_group;\n" ::);
@@ -250,9 +252,10 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 
   const size_t tile_bytes = (size_t)k_chunks_total * CHUNK_BYTES;
   const int first_tile = ((int)blockIdx.x * WARPS + warp) * NT;
-  WeightStream stream{weight, tile_bytes, n_chunks, total, row_tiles, first_tile,
-                      (int)gridDim.x * WARPS * NT, lane, policy, ring_addr};
-  stream.block_base = weight + (size_t)first_tile * tile_bytes + (size_t)(k0 / 64) * CHUNK_BYTES;
+  WeightStream stream{weight + (size_t)(k0 / 64) * CHUNK_BYTES + lane * 16, tile_bytes, n_chunks,
+                      total, row_tiles, first_tile, (int)gridDim.x * WARPS * NT, lane, policy,
+                      ring_addr + lane * 16};
+  stream.seek();
 
   // Start the weight stream before decoding the activation.
 #pragma unroll
