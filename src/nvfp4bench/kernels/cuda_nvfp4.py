@@ -11,8 +11,9 @@ The kernels are ``nvfp4_cuda.cu`` beside this file; what they compute is ``docs/
   re-laid once (``permute_weight``) so that one 16-byte load per lane yields ready ``mma.sync``
   A-fragments for 16 rows x 64 k; it streams through a per-warp ``cp.async`` ring with an L2
   evict-first policy and is decoded in registers (E2M1 -> fp16 by shifts and masks, times the E4M3
-  scale folded into one fp16x2 multiply). The activation's K-slice is decoded to fp16 into shared
-  memory once per CTA. The grid covers every SM by splitting K; the partials are added in split
+  scale folded into one fp16x2 multiply) into the A operand of ``mma.sync`` or, on sm_90, of
+  ``wgmma`` (the tuner picks). The activation's K-slice is decoded to fp16 into shared memory once
+  per CTA. The grid covers every SM by splitting K; the partials are added in split
   order by the last CTA of each tile (deterministic).
 
 Compilation uses ``cuda.core`` (NVIDIA's cuda-python: ``Program`` -> cubin for the device's

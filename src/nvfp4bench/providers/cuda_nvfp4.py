@@ -1,7 +1,8 @@
 """NVFP4 + Hadamard in CUDA C++ compiled at run time (NVRTC), for GPUs without FP4 tensor cores.
 
 Kernels: ``nvfp4bench.kernels.cuda_nvfp4`` (a warp-shuffle Hadamard + NVFP4 quantizer; a
-Marlin-style small-M GEMM on a weight re-laid once into mma.sync fragment order). Same semantics
+Marlin-style small-M GEMM on a weight re-laid once into mma.sync fragment order, with mma.sync or,
+on sm_90, wgmma). Same semantics
 and global scales (1) as the Triton providers. The weight is quantized and re-laid once in
 prepare (0.5625 bytes per value in GPU memory, nothing decoded is kept). The GEMM configuration
 is tuned once per (M, N, K) in prepare; from M = 65 the tuned Triton GEMM competes (and above
@@ -19,8 +20,8 @@ from .base import Prepared, Provider, needs_cuda_capability, nvfp4_product_refer
 from .triton_nvfp4 import NOQUANT_HAD_SIZE
 
 # Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 128
-# tokens (above, its mma.sync tiles of 64 tokens re-read the weight and lose to Triton's planes
-# GEMM), the Triton GEMM from 65 on; between the two, the faster one runs.
+# tokens (at 256 Triton's planes GEMM beats it on every Llama-3.3-70B layer), the Triton GEMM
+# from 65 on; between the two, the faster one runs.
 CUDA_GEMM_MAX_M = 128
 TRITON_GEMM_MIN_M = 65
 
@@ -110,7 +111,7 @@ PROVIDERS = [
     Provider(
         name="nvfp4-cuda",
         description="CUDA (NVRTC) Hadamard + NVFP4 quantize, then a Marlin-style W4A4 GEMM "
-        "(mma.sync fp16); Triton GEMM where faster (M > 64)",
+        "(mma.sync or wgmma, fp16); Triton GEMM where faster (M > 64)",
         uses_had_size=True,
         unavailable_reason=_unavailable_reason,
         prepare=_make_prepare(quantize_activation=True),
