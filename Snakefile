@@ -8,6 +8,16 @@ include: "workflow/rules/bench.smk"
 include: "workflow/rules/plots.smk"
 
 
+# Seconds of CPU work each: under SLURM they run on the submitting host instead of waiting in the
+# queue; bench, accuracy and plot jobs are submitted.
+localrules:
+    all,
+    layer_shapes,
+    unique_shapes,
+    summary,
+    forward_pass,
+
+
 rule all:
     default_target: True
     input:
