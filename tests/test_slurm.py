@@ -67,7 +67,7 @@ SLURM_FLAGS = [
     "5",
 ]
 # Columns that hold measured times (differ between any two runs).
-TIMING_COLUMN = re.compile(r"^(ms_|tflops_|speedup|linear_ms)")
+TIMING_COLUMN = re.compile(r"^(ms_|tflops_|speedup|linear_ms|samples$|noise$)")
 RUN_TIMEOUT_S = 240
 
 

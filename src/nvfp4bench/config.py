@@ -83,6 +83,8 @@ def bench_params(config: dict, device: str) -> dict:
         "providers": list(config["providers"]),
         "device": device,
         "timing_method": timing["method"],
+        "stopping": timing["stopping"],
+        "max_noise": timing["max_noise"],
         "rep_ms": config["cpu"]["rep_ms"] if device == "cpu" else timing["rep_ms"],
         "warmup_ms": timing["warmup_ms"],
         "row_timeout_s": timing["row_timeout_s"],

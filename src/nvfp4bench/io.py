@@ -29,6 +29,9 @@ BENCH_COLUMNS = [
     "tflops_p20",
     "tflops_p80",
     "timing",
+    "stopping",
+    "samples",
+    "noise",
     "check_rel_err",
     "gpu_throttle",
     "kernel",
@@ -88,10 +91,17 @@ def read_tsv(path: str | Path, dtype: dict | None = None) -> pd.DataFrame:
 
 
 def read_bench(path: str | Path) -> pd.DataFrame:
-    text_columns = ("reason", "gpu_throttle", "provider", "status", "kernel")
+    text_columns = ("reason", "gpu_throttle", "provider", "status", "kernel", "stopping")
     frame = read_tsv(path, dtype=dict.fromkeys(text_columns, str))
-    if "kernel" not in frame.columns:  # TSVs written before the column existed
-        frame["kernel"] = ""
+    # TSVs written before these columns existed (all timed with fixed stopping)
+    for column, value in (
+        ("kernel", ""),
+        ("stopping", "fixed"),
+        ("samples", None),
+        ("noise", None),
+    ):
+        if column not in frame.columns:
+            frame[column] = value
     missing = [c for c in BENCH_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a bench TSV, missing columns {missing}")

@@ -23,6 +23,8 @@ def run_bench_job(N: int, K: int, params: dict, tsv_path: str, env_path: str) ->
         device=params["device"],
         timing_method=params["timing_method"],
         rep_ms=params["rep_ms"],
+        stopping=params["stopping"],
+        max_noise=params["max_noise"],
         warmup_ms=params["warmup_ms"],
         row_timeout_s=params["row_timeout_s"],
         seed=params["seed"],

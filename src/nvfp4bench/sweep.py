@@ -33,6 +33,8 @@ class SweepSettings:
     device: str  # resolved: "cpu" or "cuda"
     timing_method: str = "cudagraph"
     rep_ms: float = 200.0
+    stopping: str = "adaptive"
+    max_noise: float = 0.005
     warmup_ms: float = 25.0
     row_timeout_s: float = 600.0
     seed: int = 0
@@ -70,6 +72,7 @@ def _row(settings: SweepSettings, key: RowKey, status: str, reason: str = "", **
         reason=" ".join(reason.split()),  # one line, whatever the exception said
         kernel="",
         timing=timing.method_label(torch.device(settings.device), settings.timing_method),
+        stopping=settings.stopping,
         gpu_throttle="",
     )
     row.update(values)
@@ -183,8 +186,14 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
             reason = f"wrong result (rel err {error:.3g} > {prepared.tolerance:g})"
             row = _row(settings, key, "failed", reason, check_rel_err=error, kernel=prepared.kernel)
             return row, False
-        ms = timing.time_call(
-            prepared.run, device, settings.timing_method, settings.rep_ms, settings.warmup_ms
+        timed = timing.time_call(
+            prepared.run,
+            device,
+            settings.timing_method,
+            settings.rep_ms,
+            settings.warmup_ms,
+            settings.stopping,
+            settings.max_noise,
         )
     except torch.OutOfMemoryError as oom:
         del prepared
@@ -196,6 +205,7 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
         reason = f"{type(error).__name__}: {error}"
         return _row(settings, key, "failed", reason), device.type == "cuda"
     state = envinfo.gpu_state(device) or {}
+    ms = (timed.median, timed.p20, timed.p80)
     flops = [timing.tflops(key.M, settings.N, settings.K, t) for t in ms]
     row = _row(
         settings,
@@ -207,6 +217,8 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
         tflops_median=flops[0],
         tflops_p20=flops[2],  # 20th percentile of throughput = at the 80th percentile time
         tflops_p80=flops[1],
+        samples=timed.calls or None,  # triton's fixed-mode timers do not say
+        noise=None if timed.noise != timed.noise else timed.noise,
         check_rel_err=error,
         gpu_throttle=",".join(state.get("throttle_reasons", [])),
         kernel=prepared.kernel,

@@ -1,14 +1,63 @@
-"""Timing one call: the seed's CUDA-graph timer (warm L2), a cold-L2 timer, or wall clock on CPU."""
+"""Timing one call: the seed's CUDA-graph timer (warm L2), a cold-L2 timer, or wall clock on CPU;
+stopping after a fixed time (as vLLM's benchmark) or once the median is stable (adaptive)."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 QUANTILES = (0.5, 0.2, 0.8)
+
+# Adaptive stopping, as nvbench's: a row stops once the noise of its median is under
+# `max_noise` after at least MIN_SAMPLES samples and MIN_MS of measured time, or at the time a
+# fixed-mode measurement would take. On the GPU a sample is one replay of a CUDA graph of about
+# SAMPLE_MS of calls.
+MIN_SAMPLES = 10
+MIN_MS = 20.0
+SAMPLE_MS = 2.0
+# triton's do_bench_cudagraph replays its graph of `rep` ms of calls this many times.
+CUDAGRAPH_RETRIES = 10
+STOPPING = ("adaptive", "fixed")
+
+
+@dataclass(frozen=True)
+class Timed:
+    """Milliseconds per call (median, p20, p80), how many calls were timed, and the noise of the
+    median (relative standard error; NaN where triton's timer does not expose its samples)."""
+
+    median: float
+    p20: float
+    p80: float
+    calls: int
+    noise: float
+
+
+def median_noise(samples: Sequence[float]) -> float:
+    """Relative standard error of the sample median: sqrt(pi / 2) * stdev / sqrt(n) / median (the
+    large-sample law for normal data). Infinite below two samples."""
+    n = len(samples)
+    if n < 2:
+        return math.inf
+    values = np.asarray(samples, dtype=np.float64)
+    median = float(np.median(values))
+    return math.sqrt(math.pi / 2) * float(values.std(ddof=1)) / math.sqrt(n) / median
+
+
+def should_stop(
+    samples: Sequence[float], elapsed_ms: float, max_noise: float, cap_ms: float
+) -> bool:
+    """The adaptive rule: stop at `cap_ms` of measured time, or earlier once the median is stable."""
+    if elapsed_ms >= cap_ms:
+        return True
+    return (
+        len(samples) >= MIN_SAMPLES and elapsed_ms >= MIN_MS and median_noise(samples) <= max_noise
+    )
+
 
 # What each method measures, recorded in every TSV row.
 METHODS = {
@@ -30,12 +79,20 @@ def time_call(
     method: str,
     rep_ms: float,
     warmup_ms: float,
-) -> tuple[float, float, float]:
-    """(median, p20, p80) time of fn() in milliseconds."""
+    stopping: str = "fixed",
+    max_noise: float = 0.005,
+) -> Timed:
+    """Time fn(). `fixed`: triton's timers with `rep_ms` as vLLM's benchmark calls them (on the CPU
+    wall clock for `rep_ms`); `adaptive`: until ``should_stop``, at most as long as fixed would
+    take. Cold-L2 timing is always fixed (triton's do_bench)."""
+    if stopping not in STOPPING:
+        raise ValueError(f"unknown timing stopping rule {stopping!r} (known: {STOPPING})")
     if device.type == "cpu":
-        return _time_cpu(fn, rep_ms)
+        return _time_cpu(fn, rep_ms, stopping, max_noise)
     import triton.testing
 
+    if method == "cudagraph" and stopping == "adaptive":
+        return _time_cudagraph_adaptive(fn, CUDAGRAPH_RETRIES * rep_ms, max_noise)
     if method == "cudagraph":
         result = triton.testing.do_bench_cudagraph(fn, rep=rep_ms, quantiles=list(QUANTILES))
     elif method == "cold-l2":
@@ -44,21 +101,65 @@ def time_call(
         )
     else:
         raise ValueError(f"unknown timing method {method!r}")
-    return tuple(float(v) for v in result)
+    return Timed(*(float(v) for v in result), calls=0, noise=math.nan)
 
 
-def _time_cpu(
-    fn: Callable[[], object], rep_ms: float, min_reps: int = 5
-) -> tuple[float, float, float]:
+def _summary(samples: Sequence[float], calls: int) -> Timed:
+    median, p20, p80 = np.quantile(samples, QUANTILES)
+    return Timed(float(median), float(p20), float(p80), calls, median_noise(samples))
+
+
+def _time_cpu(fn: Callable[[], object], rep_ms: float, stopping: str, max_noise: float) -> Timed:
     fn()  # warm-up: first-call allocations and thread start-up stay out of the numbers
     times: list[float] = []
-    deadline = time.perf_counter() + rep_ms / 1000
-    while len(times) < min_reps or time.perf_counter() < deadline:
+    elapsed = 0.0
+    while True:
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
-    median, p20, p80 = np.quantile(times, QUANTILES)
-    return float(median), float(p20), float(p80)
+        elapsed += times[-1]
+        if stopping == "adaptive":
+            if should_stop(times, elapsed, max_noise, rep_ms):
+                break
+        elif len(times) >= MIN_SAMPLES // 2 and elapsed >= rep_ms:
+            break
+    return _summary(times, len(times))
+
+
+def _time_cudagraph_adaptive(fn: Callable[[], object], cap_ms: float, max_noise: float) -> Timed:
+    """Replays of a CUDA graph of ~SAMPLE_MS of calls (warm L2, as do_bench_cudagraph), one
+    sample per replay, until ``should_stop``."""
+    with torch.cuda.stream(torch.cuda.Stream()):
+        fn()
+        torch.cuda.synchronize()
+        single = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(single):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(5):
+            single.replay()
+        end.record()
+        end.synchronize()
+        calls = max(1, round(SAMPLE_MS / max(start.elapsed_time(end) / 5, 1e-4)))
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(calls):
+                fn()
+        graph.replay()  # warm-up replay
+        samples: list[float] = []
+        elapsed = 0.0
+        while True:
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            ms = start.elapsed_time(end)
+            samples.append(ms / calls)
+            elapsed += ms
+            if should_stop(samples, elapsed, max_noise, cap_ms):
+                break
+    return _summary(samples, calls * len(samples))
 
 
 def tflops(M: int, N: int, K: int, ms: float) -> float:
