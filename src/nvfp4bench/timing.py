@@ -51,7 +51,7 @@ def median_noise(samples: Sequence[float]) -> float:
 def should_stop(
     samples: Sequence[float], elapsed_ms: float, max_noise: float, cap_ms: float
 ) -> bool:
-    """The adaptive rule: stop at `cap_ms` of measured time, or earlier once the median is stable."""
+    """The adaptive rule: stop at `cap_ms` of measured time, or once the median is stable."""
     if elapsed_ms >= cap_ms:
         return True
     return (
