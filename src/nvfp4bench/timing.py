@@ -3,6 +3,7 @@ stopping after a fixed time (as vLLM's benchmark) or once the median is stable (
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,9 @@ QUANTILES = (0.5, 0.2, 0.8)
 MIN_SAMPLES = 10
 MIN_MS = 20.0
 SAMPLE_MS = 2.0
+# Back-to-back load before the first GPU sample: short bursts run at boost clocks that sustained
+# load (and vLLM's fixed 10 x 200 ms) does not get (H100, benchmarks/NOTES.md).
+LOAD_WARMUP_MS = 300.0
 # triton's do_bench_cudagraph replays its graph of `rep` ms of calls this many times.
 CUDAGRAPH_RETRIES = 10
 STOPPING = ("adaptive", "fixed")
@@ -128,7 +132,9 @@ def _time_cpu(fn: Callable[[], object], rep_ms: float, stopping: str, max_noise:
 
 def _time_cudagraph_adaptive(fn: Callable[[], object], cap_ms: float, max_noise: float) -> Timed:
     """Replays of a CUDA graph of ~SAMPLE_MS of calls (warm L2, as do_bench_cudagraph), one
-    sample per replay, until ``should_stop``."""
+    sample per replay, until ``should_stop``. The GPU stays busy throughout, as in fixed mode:
+    LOAD_WARMUP_MS of back-to-back replays first (so the clocks settle where sustained load puts
+    them, under the power cap at large M), then batches of MIN_SAMPLES replays between syncs."""
     with torch.cuda.stream(torch.cuda.Stream()):
         fn()
         torch.cuda.synchronize()
@@ -146,20 +152,23 @@ def _time_cudagraph_adaptive(fn: Callable[[], object], cap_ms: float, max_noise:
         with torch.cuda.graph(graph):
             for _ in range(calls):
                 fn()
-        graph.replay()  # warm-up replay
+        for _ in range(math.ceil(LOAD_WARMUP_MS / SAMPLE_MS)):
+            graph.replay()
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(MIN_SAMPLES + 1)]
         samples: list[float] = []
         elapsed = 0.0
         while True:
-            start.record()
-            graph.replay()
-            end.record()
-            end.synchronize()
-            ms = start.elapsed_time(end)
-            samples.append(ms / calls)
-            elapsed += ms
-            if should_stop(samples, elapsed, max_noise, cap_ms):
-                break
-    return _summary(samples, calls * len(samples))
+            events[0].record()
+            for event in events[1:]:
+                graph.replay()
+                event.record()
+            events[-1].synchronize()
+            for before, after in itertools.pairwise(events):
+                ms = before.elapsed_time(after)
+                samples.append(ms / calls)
+                elapsed += ms
+                if should_stop(samples, elapsed, max_noise, cap_ms):
+                    return _summary(samples, calls * len(samples))
 
 
 def tflops(M: int, N: int, K: int, ms: float) -> float:
