@@ -33,7 +33,7 @@ class SweepSettings:
     device: str  # resolved: "cpu" or "cuda"
     timing_method: str = "cudagraph"
     rep_ms: float = 200.0
-    stopping: str = "adaptive"
+    stopping: str = "fixed"
     max_noise: float = 0.005
     warmup_ms: float = 25.0
     row_timeout_s: float = 600.0
