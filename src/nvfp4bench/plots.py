@@ -39,6 +39,15 @@ def _skipped_note(bench: pd.DataFrame) -> str:
     return "\n".join(notes)
 
 
+def timing_label(bench: pd.DataFrame) -> str:
+    """How the timed rows were measured, e.g. "timing: cudagraph-warm-l2, fixed stopping"."""
+    ok = bench[bench["status"] == "ok"]
+    if ok.empty:
+        return ""
+    pairs = ok[["timing", "stopping"]].fillna("fixed").drop_duplicates()
+    return "timing: " + "; ".join(f"{t}, {s} stopping" for t, s in pairs.itertuples(index=False))
+
+
 def _say_nothing_timed(ax, rows: pd.DataFrame) -> None:
     """In place of a plot: why no NVFP4 provider has a timing on this device."""
     message = "No NVFP4 provider was timed on this device:\n" + _skipped_note(rows)[:600]
@@ -84,7 +93,7 @@ def throughput_figure(bench: pd.DataFrame, users: str):
     if handles:
         axes[0][-1].legend(handles, labels, loc="best", fontsize=8)
     title = f"BF16 vs NVFP4 GEMMs, N={N} K={K}"
-    heading = "\n".join([title, *textwrap.wrap(users, 150)])
+    heading = "\n".join([title, *textwrap.wrap(users, 150), timing_label(bench)]).strip()
     fig.suptitle(heading, fontsize=10, y=1.0 + 0.05 * heading.count("\n"))
     note = _skipped_note(bench)
     if note:
@@ -240,7 +249,10 @@ def heatmap_figure(summary: pd.DataFrame):
         ax.set_ylabel("N x K")
     for ax in list(axes.flat)[len(variants) :]:
         ax.axis("off")
-    fig.suptitle("Speedup over torch-bf16 (median times)", fontsize=11)
+    label = timing_label(summary)
+    fig.suptitle(
+        f"Speedup over torch-bf16 (median times{'; ' + label if label else ''})", fontsize=11
+    )
     fig.tight_layout()
     return fig
 
