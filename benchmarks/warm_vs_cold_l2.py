@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--ms", type=int, nargs="+", default=[1, 16, 256, 4096])
     parser.add_argument("--providers", nargs="+", default=["torch-bf16", "nvfp4-triton-noquant"])
     parser.add_argument("--rep-ms", type=float, default=50)
+    parser.add_argument("--warmup-ms", type=float, default=25, help="the cold-L2 timer's warm-up")
     parser.add_argument("--out", type=Path, default=Path("warm_vs_cold_l2.tsv"))
     args = parser.parse_args()
     N, K = args.shape
@@ -35,6 +36,7 @@ def main() -> None:
             device="cuda",
             timing_method=method,
             rep_ms=args.rep_ms,
+            warmup_ms=args.warmup_ms if method == "cold-l2" else None,
         )
         frames[method] = run_shape(settings)
     keys = ["provider", "M"]

@@ -66,6 +66,16 @@ def test_cpu_caps_batch_sizes_and_uses_cpu_repetitions():
     assert cpu["rep_ms"] == config["cpu"]["rep_ms"] and gpu["rep_ms"] == config["timing"]["rep_ms"]
 
 
+def test_warmup_ms_is_a_rerun_trigger_only_where_a_timer_uses_it():
+    config = default_config()
+    for method, device, matters in [("cudagraph", "cuda", False), ("cold-l2", "cuda", True),
+                                    ("cold-l2", "cpu", False)]:  # fmt: skip
+        base = {**config, "timing": {**config["timing"], "method": method}}
+        changed = {**base, "timing": {**base["timing"], "warmup_ms": 99}}
+        same = cfg.bench_params(base, device) == cfg.bench_params(changed, device)
+        assert same != matters, (method, device)
+
+
 def test_model_with_k_not_multiple_of_16_is_refused(tmp_path):
     from pipeline_helpers import tiny_llama
 

@@ -35,7 +35,7 @@ class SweepSettings:
     rep_ms: float = 200.0
     stopping: str = "fixed"
     max_noise: float = 0.005
-    warmup_ms: float = 25.0
+    warmup_ms: float | None = None  # cold-L2 timing only
     row_timeout_s: float = 600.0
     seed: int = 0
     # Size of the sample of output rows x columns checked against the float64 reference.

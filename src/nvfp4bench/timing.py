@@ -82,7 +82,7 @@ def time_call(
     device: torch.device,
     method: str,
     rep_ms: float,
-    warmup_ms: float,
+    warmup_ms: float | None,
     stopping: str = "fixed",
     max_noise: float = 0.005,
 ) -> Timed:
@@ -100,6 +100,8 @@ def time_call(
     if method == "cudagraph":
         result = triton.testing.do_bench_cudagraph(fn, rep=rep_ms, quantiles=list(QUANTILES))
     elif method == "cold-l2":
+        if warmup_ms is None:
+            raise ValueError("cold-l2 timing needs warmup_ms (timing.warmup_ms)")
         result = triton.testing.do_bench(
             fn, warmup=warmup_ms, rep=rep_ms, quantiles=list(QUANTILES)
         )

@@ -33,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..numerics import HAD_SIZES
 from .tuning import device_key, fastest, remembered, source_hash
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "quantize_nvfp4",
 ]
 
-HAD_SIZES = (16, 32, 64, 128)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 # Decoded operands are q * s * 2**-7 (fp16); a product of two of them is 2**-14 too small.

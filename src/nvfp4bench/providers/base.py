@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
+# The GEMM does not depend on the Hadamard size; the noquant providers quantize their inputs with
+# this one (any valid size gives the same kernel work).
+NOQUANT_HAD_SIZE = 16
+
 # The reference of a prepared call: float64 expected output at the given rows (of M) and columns
 # (of N). Sampled, because a float64 product of a whole 32768 x 57344 x 8192 GEMM takes minutes.
 Reference = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

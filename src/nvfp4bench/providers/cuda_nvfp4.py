@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from .base import Prepared, Provider, needs_cuda_capability, nvfp4_product_reference
-from .triton_nvfp4 import NOQUANT_HAD_SIZE
+from .base import (
+    NOQUANT_HAD_SIZE,
+    Prepared,
+    Provider,
+    needs_cuda_capability,
+    nvfp4_product_reference,
+)
 
 # Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 128
 # tokens (at 256 Triton's planes GEMM beats it on every Llama-3.3-70B layer), the Triton GEMM

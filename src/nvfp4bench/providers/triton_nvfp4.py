@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from .base import Prepared, Provider, needs_cuda_capability, nvfp4_product_reference
-
-NOQUANT_HAD_SIZE = 16
+from .base import (
+    NOQUANT_HAD_SIZE,
+    Prepared,
+    Provider,
+    needs_cuda_capability,
+    nvfp4_product_reference,
+)
 
 _capability_check = needs_cuda_capability((8, 0))
 

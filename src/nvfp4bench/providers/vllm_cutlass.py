@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from .base import Prepared, Provider, needs_cuda_capability, nvfp4_product_reference
-
-# The GEMM does not depend on the Hadamard size; the noquant provider quantizes its inputs with
-# this one (any valid size gives the same kernel work).
-NOQUANT_HAD_SIZE = 16
+from .base import (
+    NOQUANT_HAD_SIZE,
+    Prepared,
+    Provider,
+    needs_cuda_capability,
+    nvfp4_product_reference,
+)
 
 _capability_check = needs_cuda_capability((10, 0), allowed_majors=(10, 12))
 
