@@ -30,6 +30,19 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Provider:
+    """A backend the sweep can time. The contract, as the sweep (``sweep._measure``) applies it:
+
+    * ``unavailable_reason(device)`` is checked once per shape; a reason skips every row of the
+      provider with that reason.
+    * ``prepare`` raising ``ValueError`` means "this input is not supported" (for example a K the
+      kernel cannot tile): that row is ``skipped`` with the message as its reason.
+    * Any other exception, from ``prepare`` or the timed ``run``, marks the row ``failed`` and the
+      worker process is replaced before the next row (a CUDA error may poison the context);
+      ``torch.OutOfMemoryError`` fails the row without a new worker.
+    * ``run()``'s output is compared with ``reference`` on a seeded sample of rows and columns
+      before timing; above ``tolerance`` the row is ``failed`` ("wrong result") and not timed.
+    """
+
     name: str
     description: str
     # Timed once per Hadamard size (True) or once per batch size (False, e.g. BF16, noquant GEMM).
