@@ -214,9 +214,10 @@ struct WeightStream {
 // Grid (ctas_x, k_splits, m_blocks). An output block covers WARPS * NT * 16 weight rows and 8 * MT
 // tokens; CTA x loops over output blocks x, x + ctas_x, ... for its K-slice (at most max_slice). The
 // activation slice is decoded to fp16 (q * s * 2**-7) into shared memory once, in mma.sync
-// B-fragment order; each warp streams its NT row tiles of every block through one private
-// STAGES-deep cp.async ring (the stream runs on across blocks) and decodes them in registers into
-// A fragments. With k_splits > 1 each block's fp32 partial goes to the workspace; the last CTA to
+// B-fragment order (with WGMMA: K-major core matrices for the wgmma descriptor); each warp streams
+// its NT row tiles of every block through one private STAGES-deep cp.async ring (the stream runs
+// on across blocks) and decodes them in registers into A fragments (with WGMMA, four warps' A
+// fragments make one m64 operand). With k_splits > 1 each block's fp32 partial goes to the workspace; the last CTA to
 // finish a block (atomic counter) adds the partials in split order (deterministic) and writes bf16.
 extern "C" __global__ void __launch_bounds__(WARPS * 32)
 nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scales,
