@@ -96,6 +96,20 @@ __device__ __forceinline__ void mma_16816(float* c, u32 a0, u32 a1, u32 a2, u32 
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// The A fragment (four fp16x2 registers, q * s * 2**-14) of k16 slice kt of a 16-row tile: its word
+// of the chunk and the two row scales (c_g, c_g8) of that kt.
+__device__ __forceinline__ void decode_a_fragment(const uint4& codes, const uint2& scales, int kt,
+                                                  u32 (&a)[4]) {
+  const u32 w = kt == 0 ? codes.x : kt == 1 ? codes.y : kt == 2 ? codes.z : codes.w;
+  const u32 sw = kt < 2 ? scales.x : scales.y;
+  // (c_g, c_g8) of this kt -> fp16x2 (s_g, s_g8); q * 2**-14 * s is exact in fp16
+  const u32 s2 = e4m3x2_to_f16x2((kt & 1) ? (u16)(sw >> 16) : (u16)sw);
+  a[0] = hmul2_lo(e2m1_pair<0>(w), s2);
+  a[1] = hmul2_hi(e2m1_pair<1>(w), s2);
+  a[2] = hmul2_lo(e2m1_pair<2>(w), s2);
+  a[3] = hmul2_hi(e2m1_pair<3>(w), s2);
+}
+
 #ifdef WGMMA
 // wgmma.mma_async m64n(8*MT)k16, A (the decoded weight) from registers, B (the activation) from
 // shared memory by descriptor; fp32 accumulators d[4 * MT] in the mma.sync m16n8 tile order.
@@ -158,6 +172,14 @@ __device__ __forceinline__ void wgmma_wait() {
 // past a wgmma.fence, nor its consumers before a wgmma.wait_group.
 __device__ __forceinline__ void pin(u32& r) { asm volatile("" : "+r"(r)::"memory"); }
 __device__ __forceinline__ void pin(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+__device__ __forceinline__ void pin(float (&acc)[NT][MT][4]) {
+#pragma unroll
+  for (int i = 0; i < NT; ++i)
+#pragma unroll
+    for (int j = 0; j < MT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) pin(acc[i][j][e]);
+}
 
 // Shared-memory matrix descriptor of one k16 slice of the activation: K-major, no swizzle; core
 // matrices (8 tokens x 16 bytes) 128 bytes apart along K (leading) and 256 bytes along the tokens
@@ -348,29 +370,19 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       scales[i] = *(const uint2*)(stage + i * CHUNK_BYTES + 512 + g * 8);
     }
 #ifdef WGMMA
-    // Decode all NT x 4 fragments, then issue their wgmmas as one group; the group runs while the
-    // next chunk is loaded and decoded (wait_group 1 keeps one group in flight).
+    // Decode all NT x 4 fragments, then issue their wgmmas as one group. wait_group 1 would keep
+    // that group running while the next chunk is decoded, but ptxas reuses the A registers and
+    // waits for the group at the loop's back edge (benchmarks/NOTES.md, v5).
     u32 a[NT][4][4];
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt)
 #pragma unroll
       for (int i = 0; i < NT; ++i) {
-        const u32 w = kt == 0 ? codes[i].x : kt == 1 ? codes[i].y : kt == 2 ? codes[i].z : codes[i].w;
-        const u32 sw = kt < 2 ? scales[i].x : scales[i].y;
-        const u32 s2 = e4m3x2_to_f16x2((kt & 1) ? (u16)(sw >> 16) : (u16)sw);
-        a[i][kt][0] = hmul2_lo(e2m1_pair<0>(w), s2);
-        a[i][kt][1] = hmul2_hi(e2m1_pair<1>(w), s2);
-        a[i][kt][2] = hmul2_lo(e2m1_pair<2>(w), s2);
-        a[i][kt][3] = hmul2_hi(e2m1_pair<3>(w), s2);
+        decode_a_fragment(codes[i], scales[i], kt, a[i][kt]);
 #pragma unroll
         for (int r = 0; r < 4; ++r) pin(a[i][kt][r]);
       }
-#pragma unroll
-    for (int i = 0; i < NT; ++i)
-#pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) pin(acc[i][j][e]);  // the epilogue's zeros land before the fence
+    pin(acc);  // the epilogue's zeros land before the fence
     wgmma_fence();
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt) {
@@ -390,16 +402,10 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
         bfrag[j] = *(const uint2*)(act + (((c * 4 + kt) * MT + j) * 32 + lane) * 2);
 #pragma unroll
       for (int i = 0; i < NT; ++i) {
-        const u32 w = kt == 0 ? codes[i].x : kt == 1 ? codes[i].y : kt == 2 ? codes[i].z : codes[i].w;
-        const u32 sw = kt < 2 ? scales[i].x : scales[i].y;
-        // (c_g, c_g8) of this kt -> fp16x2 (s_g, s_g8); q * 2**-14 * s is exact in fp16
-        const u32 s2 = e4m3x2_to_f16x2((kt & 1) ? (u16)(sw >> 16) : (u16)sw);
-        const u32 a0 = hmul2_lo(e2m1_pair<0>(w), s2);
-        const u32 a1 = hmul2_hi(e2m1_pair<1>(w), s2);
-        const u32 a2 = hmul2_lo(e2m1_pair<2>(w), s2);
-        const u32 a3 = hmul2_hi(e2m1_pair<3>(w), s2);
+        u32 a[4];
+        decode_a_fragment(codes[i], scales[i], kt, a);
 #pragma unroll
-        for (int j = 0; j < MT; ++j) mma_16816(acc[i][j], a0, a1, a2, a3, bfrag[j].x, bfrag[j].y);
+        for (int j = 0; j < MT; ++j) mma_16816(acc[i][j], a[0], a[1], a[2], a[3], bfrag[j].x, bfrag[j].y);
       }
     }
 #endif
@@ -409,12 +415,7 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
     c = 0;
 #ifdef WGMMA
     wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < NT; ++i)
-#pragma unroll
-      for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) pin(acc[i][j][e]);
+    pin(acc);  // the epilogue reads acc only after the wait
 #endif
     const int nb = blockIdx.x + (q++) * gridDim.x;
     const int blk = blockIdx.z * n_blocks + nb;
