@@ -15,36 +15,23 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from one_shape_sweep import add_arguments, sweep
 
 from nvfp4bench.io import write_tsv
-from nvfp4bench.sweep import SweepSettings, run_shape
 
 RUNS = (("fixed", 1), ("fixed", 2), ("adaptive", 1), ("adaptive", 2))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=int, nargs=2, metavar=("N", "K"), default=(8192, 8192))
-    parser.add_argument("--ms", type=int, nargs="+", default=[1, 16, 64, 256, 4096])
-    parser.add_argument("--providers", nargs="+", default=["torch-bf16", "nvfp4-cuda-noquant"])
-    parser.add_argument("--rep-ms", type=float, default=200)
+    add_arguments(parser, [1, 16, 64, 256, 4096], ["torch-bf16", "nvfp4-cuda-noquant"], rep_ms=200)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
     N, K = args.shape
     merged, seconds = None, {}
     for stopping, run in RUNS:
-        settings = SweepSettings(
-            N=N,
-            K=K,
-            batch_sizes=tuple(args.ms),
-            had_sizes=(16,),
-            providers=tuple(args.providers),
-            device="cuda",
-            rep_ms=args.rep_ms,
-            stopping=stopping,
-        )
         started = time.perf_counter()
-        frame = run_shape(settings)
+        frame = sweep(args, stopping=stopping)
         seconds[f"{stopping}{run}"] = round(time.perf_counter() - started, 1)
         frame = frame[frame["status"] == "ok"][["provider", "M", "ms_median", "samples", "noise"]]
         frame = frame.rename(columns={c: f"{c}_{stopping}{run}" for c in frame.columns[2:]})
