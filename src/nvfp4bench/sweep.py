@@ -217,8 +217,8 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
         tflops_median=flops[0],
         tflops_p20=flops[2],  # 20th percentile of throughput = at the 80th percentile time
         tflops_p80=flops[1],
-        samples=timed.calls or None,  # triton's fixed-mode timers do not say
-        noise=None if timed.noise != timed.noise else timed.noise,
+        samples=timed.calls,
+        noise=timed.noise,
         check_rel_err=error,
         gpu_throttle=",".join(state.get("throttle_reasons", [])),
         kernel=prepared.kernel,

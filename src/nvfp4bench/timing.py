@@ -27,18 +27,21 @@ LOAD_WARMUP_MS = 300.0
 # triton's do_bench_cudagraph replays its graph of `rep` ms of calls this many times.
 CUDAGRAPH_RETRIES = 10
 STOPPING = ("adaptive", "fixed")
+# Fixed CPU timing: rep_ms of calls, and never fewer than this many.
+CPU_MIN_REPS = 5
 
 
 @dataclass(frozen=True)
 class Timed:
     """Milliseconds per call (median, p20, p80), how many calls were timed, and the noise of the
-    median (relative standard error; NaN where triton's timer does not expose its samples)."""
+    median (relative standard error). Both None where triton's timers do not expose their
+    samples."""
 
     median: float
     p20: float
     p80: float
-    calls: int
-    noise: float
+    calls: int | None
+    noise: float | None
 
 
 def median_noise(samples: Sequence[float]) -> float:
@@ -107,7 +110,7 @@ def time_call(
         )
     else:
         raise ValueError(f"unknown timing method {method!r}")
-    return Timed(*(float(v) for v in result), calls=0, noise=math.nan)
+    return Timed(*(float(v) for v in result), calls=None, noise=None)
 
 
 def _summary(samples: Sequence[float], calls: int) -> Timed:
@@ -127,7 +130,7 @@ def _time_cpu(fn: Callable[[], object], rep_ms: float, stopping: str, max_noise:
         if stopping == "adaptive":
             if should_stop(times, elapsed, max_noise, rep_ms):
                 break
-        elif len(times) >= MIN_SAMPLES // 2 and elapsed >= rep_ms:
+        elif len(times) >= CPU_MIN_REPS and elapsed >= rep_ms:
             break
     return _summary(times, len(times))
 
