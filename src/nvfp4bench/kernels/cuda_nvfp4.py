@@ -50,18 +50,25 @@ class GemmVariant:
     """Compile-time shape of the GEMM kernel: MT token tiles of 8, NT 16-row weight tiles per warp,
     WARPS warps, STAGES cp.async stages per warp; `wgmma`: Hopper's warpgroup MMA (sm_90a, one
     m64n(8 MT)k16 per four warps, the activation read from shared memory by the tensor cores)
-    instead of per-warp mma.sync."""
+    instead of per-warp mma.sync; `streamed` (wgmma only): the activation is decoded to fp16 once
+    per call by a second kernel and streamed through a shared-memory ring with the weight, instead
+    of each CTA holding its whole K-slice (so large M needs no K splits to fit)."""
 
     mt: int
     nt: int
     warps: int
     stages: int
     wgmma: bool = False
+    streamed: bool = False
 
     @property
     def defines(self) -> dict[str, int]:
         defines = {"MT": self.mt, "NT": self.nt, "WARPS": self.warps, "STAGES": self.stages}
-        return {**defines, "WGMMA": 1} if self.wgmma else defines
+        if self.wgmma:
+            defines["WGMMA"] = 1
+        if self.streamed:
+            defines["STREAM_B"] = 1
+        return defines
 
     kernel_name = "nvfp4_gemm_small_m"
 
@@ -103,9 +110,18 @@ _WGMMA_SHAPES = {
     ),
     16: ((1, 8, 3), (1, 8, 8), (1, 4, 4), (2, 4, 3), (1, 16, 4)),
 }
+# The streamed wgmma kernel: (NT, WARPS, STAGES) per MT (MT * 2 a multiple of WARPS).
+_STREAMED_SHAPES = {
+    8: ((1, 4, 4), (1, 8, 4), (2, 8, 3), (1, 16, 3)),
+    16: ((1, 4, 4), (1, 8, 3), (1, 8, 4), (1, 16, 3)),
+}
 GEMM_VARIANTS = tuple(
-    GemmVariant(mt, nt, warps, stages, wgmma)
-    for wgmma, table in ((False, _MMA_SYNC_SHAPES), (True, _WGMMA_SHAPES))
+    GemmVariant(mt, nt, warps, stages, wgmma, streamed)
+    for wgmma, streamed, table in (
+        (False, False, _MMA_SYNC_SHAPES),
+        (True, False, _WGMMA_SHAPES),
+        (True, True, _STREAMED_SHAPES),
+    )
     for mt, shapes in table.items()
     for nt, warps, stages in shapes
 )
@@ -184,17 +200,27 @@ def _check(result):
 
 
 @cache
-def _function(variant: GemmVariant | QuantVariant, device_index: int):
-    """(CUfunction, module) loaded into PyTorch's context of this device; max shared memory set."""
+def _module(variant: GemmVariant | QuantVariant, device_index: int):
+    """The variant's module, loaded into PyTorch's context of this device."""
     from cuda.bindings import driver
 
     device = torch.device("cuda", device_index)
     torch.cuda.init()
     with torch.cuda.device(device):
         torch.empty(1, device=device)  # make the primary context current on this thread
-        cubin = compile_variant(variant, device_arch(device))
-        module = _check(driver.cuModuleLoadData(cubin))
-        function = _check(driver.cuModuleGetFunction(module, variant.kernel_name.encode()))
+        return _check(driver.cuModuleLoadData(compile_variant(variant, device_arch(device))))
+
+
+@cache
+def _function(variant: GemmVariant | QuantVariant, device_index: int, name: str = ""):
+    """(CUfunction, module) of the variant's kernel (or kernel `name` of its module), with the
+    largest dynamic shared memory allowed."""
+    from cuda.bindings import driver
+
+    device = torch.device("cuda", device_index)
+    module = _module(variant, device_index)
+    with torch.cuda.device(device):
+        function = _check(driver.cuModuleGetFunction(module, (name or variant.kernel_name).encode()))
         attrs = driver.CUfunction_attribute
         static = _check(
             driver.cuFuncGetAttribute(attrs.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function)
@@ -373,8 +399,9 @@ class GemmConfig:
 
     def __str__(self) -> str:
         v = self.variant
+        kind = "wgmma-streamed" if v.streamed else "wgmma" if v.wgmma else "mma"
         return (
-            f"cuda-{'wgmma' if v.wgmma else 'mma'} mt{v.mt} nt{v.nt} w{v.warps} s{v.stages} "
+            f"cuda-{kind} mt{v.mt} nt{v.nt} w{v.warps} s{v.stages} "
             f"split{self.k_splits} ctas{self.ctas_x}"
         )
 
@@ -382,7 +409,9 @@ class GemmConfig:
 
 
 def smem_bytes(variant: GemmVariant, k_slice: int) -> int:
-    return variant.mt * k_slice * 16 + variant.warps * variant.stages * variant.nt * CHUNK_BYTES
+    """The activation (the K-slice, or a ring of 64-k chunks when streamed) and the weight rings."""
+    activation = variant.stages * 64 if variant.streamed else k_slice
+    return variant.mt * activation * 16 + variant.warps * variant.stages * variant.nt * CHUNK_BYTES
 
 
 def max_slice(K: int, k_splits: int) -> int:
@@ -416,6 +445,8 @@ def gemm_candidates(
         n_blocks, m_blocks = _blocks(M, N, variant)
         blocks = n_blocks * m_blocks
         for per_sm in (1, 2, 4, None):
+            if variant.streamed and per_sm and occupancy(variant, smem_bytes(variant, 0)) < per_sm:
+                continue  # its shared memory does not shrink with more K splits
             for waves in (1, 2):
                 # A shape too small to fill the slots gets every K chunk its own split.
                 splits = 1
@@ -461,11 +492,23 @@ class CudaGemm:
         )
         self.counters = torch.zeros(n_blocks * m_blocks, dtype=torch.int32, device=device)
         self.function, _ = _function(v, device.index or 0)
+        if v.streamed:  # the activation in fp16, laid out for the B ring (2 bytes per value)
+            self.decoded = torch.empty(m_blocks * 8 * v.mt * K * 2, dtype=torch.uint8, device=device)
+            self.decode_function, _ = _function(v, device.index or 0, "nvfp4_decode_activation")
+            self.decode_grid = (-(-K // 128), m_blocks, 1)
 
     def __call__(self, a_packed, a_scales, weight, alpha, out):
+        activation = a_packed
+        if self.config.variant.streamed:
+            _launch(
+                self.decode_function, self.decode_grid, self.block, 0,
+                (a_packed.data_ptr(), a_scales.data_ptr(), self.decoded.data_ptr(), self.M, self.K),
+                (_PTR, _PTR, _PTR, _INT, _INT),
+            )  # fmt: skip
+            activation = self.decoded
         _launch(
             self.function, self.grid, self.block, self.smem,
-            (a_packed.data_ptr(), a_scales.data_ptr(), weight.data_ptr(), out.data_ptr(),
+            (activation.data_ptr(), a_scales.data_ptr(), weight.data_ptr(), out.data_ptr(),
              self.workspace.data_ptr(), self.counters.data_ptr(), alpha.data_ptr(),
              self.M, self.N, self.K, self.max_slice),
             (_PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _INT, _INT),
@@ -477,12 +520,13 @@ def _encode_choice(choice: tuple[GemmConfig, float]) -> dict:
     config, ms = choice
     v = config.variant
     return dict(mt=v.mt, nt=v.nt, warps=v.warps, stages=v.stages, wgmma=v.wgmma,
-                k_splits=config.k_splits, ctas_x=config.ctas_x, ms=ms)  # fmt: skip
+                streamed=v.streamed, k_splits=config.k_splits, ctas_x=config.ctas_x, ms=ms)  # fmt: skip
 
 
 def _decode_choice(stored: dict) -> tuple[GemmConfig, float]:
     variant = GemmVariant(
-        stored["mt"], stored["nt"], stored["warps"], stored["stages"], stored["wgmma"]
+        stored["mt"], stored["nt"], stored["warps"], stored["stages"], stored["wgmma"],
+        stored["streamed"],
     )
     return GemmConfig(variant, stored["k_splits"], stored["ctas_x"]), stored["ms"]
 

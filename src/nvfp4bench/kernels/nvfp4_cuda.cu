@@ -88,6 +88,14 @@ __device__ __forceinline__ u32 e4m3_pair_hi_bytes(u32 x) {
 // ------------------------------------------------------------------------------------------------
 #ifdef MT
 
+#ifdef STREAM_B
+// The decoded activation of one 64-k chunk (4 k16 slices x MT token tiles x 256 bytes), copied by
+// WARPS * 32 threads in 16-byte pieces.
+#define B_STAGE_BYTES (MT * 1024)
+#define B_PIECES (MT * 64 / (WARPS * 32))
+static_assert(B_PIECES * WARPS * 32 == MT * 64, "MT * 2 must be a multiple of WARPS");
+#endif
+
 __device__ __forceinline__ void mma_16816(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -197,7 +205,8 @@ __device__ __forceinline__ void cp_async16_evict_first(u32 dst, const void* src,
 // The weight stream of one warp: each issue() copies the next NT chunks (16 rows x 64 k each) into
 // the next ring slot. Row tile i of the warp's q-th block is (first + q * step) * NT + i, clamped:
 // a tile past N loads a valid tile and is not stored. The lane's source pointers are set once per
-// block and then only advance by one chunk per issue.
+// block and then only advance by one chunk per issue. With STREAM_B the same issue() also copies
+// this thread's share of the chunk's decoded activation (MT KB) into the CTA's B ring slot.
 struct WeightStream {
   const u8* slice;    // this lane's 16 bytes of chunk 0 of the K-slice in row tile 0
   size_t tile_bytes;  // one row tile over the whole K
@@ -206,6 +215,10 @@ struct WeightStream {
   u32 ring_addr;      // this lane's 16 bytes of ring slot 0
   int slot = 0, chunk = 0;
   const u8* src[NT];
+#ifdef STREAM_B
+  const u8* b_src;  // this thread's first 16 bytes of chunk 0 in the decoded activation
+  u32 b_dst;        // ... and in B ring slot 0
+#endif
 
   __device__ __forceinline__ void seek() {
 #pragma unroll
@@ -221,6 +234,13 @@ struct WeightStream {
         if (lane < 4) cp_async16_evict_first(dst + i * CHUNK_BYTES + 512, src[i] + 512, policy);
         src[i] += CHUNK_BYTES;
       }
+#ifdef STREAM_B
+#pragma unroll
+      for (int p = 0; p < B_PIECES; ++p)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n"
+                     :: "r"(b_dst + slot * B_STAGE_BYTES + p * WARPS * 512),
+                        "l"(b_src + (size_t)chunk * B_STAGE_BYTES + p * WARPS * 512));
+#endif
       --remaining;
       slot = slot + 1 == STAGES ? 0 : slot + 1;
       if (++chunk == n_chunks) {
@@ -233,6 +253,68 @@ struct WeightStream {
   }
 };
 
+// The activation K-slice [k0, k0 + k_slice) of tokens [m0, m0 + 8 MT) -> fp16 (q * s * 2**-7) at `act`
+// (shared memory, or global memory for the streamed kernel), per k16 slice and token tile 256 bytes:
+// mma.sync B fragments [32 lanes][2] (b0b1, b2b3), or with WGMMA two K-major core matrices
+// [2 k halves][8 tokens][8 k]. Tokens past M are zeros. A task is one token's 32 k (16 code bytes,
+// two k16 slices); lane (g, q) of a warp takes token g of a token tile and the q-th of four
+// neighbouring tasks, so each load instruction reads 64 contiguous bytes of 8 tokens. Loads are
+// issued BATCH at a time before any is decoded: the slice arrives in a few memory round trips.
+__device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes,
+                                                  const u8* __restrict__ a_scales, u32* act, int M,
+                                                  int K, int m0, int k0, int k_slice, int warp,
+                                                  int nwarps, int lane) {
+  constexpr int BATCH = 8;
+  const int g8 = lane & 7, q = lane >> 3;
+  const int groups = k_slice / 32;                  // tasks per token
+  const int steps = MT * ((groups + 3) / 4);        // warp-steps: (token tile, 4 tasks)
+  for (int s0 = warp; s0 < steps; s0 += nwarps * BATCH) {
+    uint4 codes[BATCH];
+    u32 sc[BATCH];
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) {
+      const int st = s0 + b * nwarps, j = st % MT, group = (st / MT) * 4 + q;
+      const int token = m0 + j * 8 + g8;
+      codes[b] = make_uint4(0u, 0u, 0u, 0u);
+      sc[b] = 0u;
+      if (st < steps && group < groups && token < M) {
+        const int k = k0 + group * 32;
+        codes[b] = *(const uint4*)(a_codes + (size_t)token * (K / 2) + k / 2);
+        sc[b] = *(const u16*)(a_scales + (size_t)token * (K / 16) + k / 16);
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < BATCH; ++b) {
+      const int st = s0 + b * nwarps, j = st % MT, group = (st / MT) * 4 + q;
+      if (st >= steps || group >= groups) continue;
+      const u32 w[4] = {codes[b].x, codes[b].y, codes[b].z, codes[b].w};
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // k16 slice 2 * group + h
+        const u32 c = (sc[b] >> (8 * h)) & 0xFFu;
+        const u32 scale = e4m3_pair_hi_bytes((c << 8) | (c << 24));
+        u32 p[2][4];  // fp16x2 of k (2i, 2i + 1) and (2i + 8, 2i + 9), i = 0..3
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const u32 x = w[2 * h + half] >> (8 * i);
+            p[half][i] = hmul2(e2m1_natural_pair((x & 0xFu) | ((x & 0xF0u) << 12)), scale);
+          }
+        uint4* tile = (uint4*)(act + (size_t)((2 * group + h) * MT + j) * 64);
+#ifdef WGMMA
+        // Core matrices (k 0..7) and (k 8..15), token g8's 16-byte row in each.
+        tile[g8] = make_uint4(p[0][0], p[0][1], p[0][2], p[0][3]);
+        tile[8 + g8] = make_uint4(p[1][0], p[1][1], p[1][2], p[1][3]);
+#else
+        // B fragments of lanes (g8, t): (k 2t, 2t + 1; k 2t + 8, 2t + 9).
+        tile[2 * g8] = make_uint4(p[0][0], p[1][0], p[0][1], p[1][1]);
+        tile[2 * g8 + 1] = make_uint4(p[0][2], p[1][2], p[0][3], p[1][3]);
+#endif
+      }
+    }
+  }
+}
+
 // Grid (ctas_x, k_splits, m_blocks). An output block covers WARPS * NT * 16 weight rows and 8 * MT
 // tokens; CTA x loops over output blocks x, x + ctas_x, ... for its K-slice (at most max_slice). The
 // activation slice is decoded to fp16 (q * s * 2**-7) into shared memory once, in mma.sync
@@ -241,7 +323,12 @@ struct WeightStream {
 // on across blocks) and decodes them in registers into A fragments (with WGMMA, four warps' A
 // fragments make one m64 operand). With k_splits > 1 each block's fp32 partial goes to the workspace; the last CTA to
 // finish a block (atomic counter) adds the partials in split order (deterministic) and writes bf16.
-extern "C" __global__ void __launch_bounds__(WARPS * 32)
+#ifdef STREAM_B
+#define MIN_CTAS (16 / WARPS)  // four warpgroups per SM: the registers of 128 per thread
+#else
+#define MIN_CTAS 1
+#endif
+extern "C" __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS)
 nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scales,
                    const u8* __restrict__ weight, u16* __restrict__ out,
                    float* __restrict__ workspace, int* __restrict__ counters,
@@ -264,10 +351,15 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
   const int my_blocks = (n_blocks - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x;
   const int total = my_blocks * n_chunks;
 
-  // The activation slice in fp16, per k16 slice and token tile: mma.sync B fragments [32 lanes][2]
-  // (b0b1, b2b3), or for wgmma two K-major core matrices [2 k halves][8 tokens][8 k]. 256 bytes.
+  // The activation in fp16 (decode_activation's layout): the whole K-slice, or with STREAM_B a ring
+  // of STAGES chunks. Then each warp's weight ring.
+#ifdef STREAM_B
+  const size_t act_bytes = (size_t)STAGES * B_STAGE_BYTES;
+#else
+  const size_t act_bytes = (size_t)MT * max_slice * 16;
+#endif
   u32* act = (u32*)smem;
-  u8* ring = smem + (size_t)MT * max_slice * 16 + (size_t)warp * STAGES * NT * CHUNK_BYTES;
+  u8* ring = smem + act_bytes + (size_t)warp * STAGES * NT * CHUNK_BYTES;
   const u32 ring_addr = smem_addr(ring);
 
   u64 policy;
@@ -279,66 +371,19 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
                       total, row_tiles, first_tile, (int)gridDim.x * WARPS * NT, lane, policy,
                       ring_addr + lane * 16};
   stream.seek();
+#ifdef STREAM_B
+  // a_codes is the activation decoded by nvfp4_decode_activation: m-block z, k16 slice k0 / 16.
+  stream.b_src = a_codes + ((size_t)blockIdx.z * (K / 16) + k0 / 16) * MT * 256 + threadIdx.x * 16;
+  stream.b_dst = smem_addr(smem) + threadIdx.x * 16;
+#endif
 
   // Start the weight stream before decoding the activation.
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) stream.issue();
 
-  // Activation slice -> fp16 in shared memory. A task is one token's 32 k (16 code bytes, two k16
-  // slices); lane (g, q) of a warp takes token g of a token tile and the q-th of four neighbouring
-  // tasks, so each load instruction reads 64 contiguous bytes of 8 tokens. Loads are issued
-  // BATCH at a time before any is decoded: the slice arrives in a few memory round trips.
-  {
-    constexpr int BATCH = 8;
-    const int g8 = lane & 7, q = lane >> 3;
-    const int groups = k_slice / 32;                  // tasks per token
-    const int steps = MT * ((groups + 3) / 4);        // warp-steps: (token tile, 4 tasks)
-    for (int s0 = warp; s0 < steps; s0 += WARPS * BATCH) {
-      uint4 codes[BATCH];
-      u32 sc[BATCH];
-#pragma unroll
-      for (int b = 0; b < BATCH; ++b) {
-        const int st = s0 + b * WARPS, j = st % MT, group = (st / MT) * 4 + q;
-        const int token = m0 + j * 8 + g8;
-        codes[b] = make_uint4(0u, 0u, 0u, 0u);
-        sc[b] = 0u;
-        if (st < steps && group < groups && token < M) {
-          const int k = k0 + group * 32;
-          codes[b] = *(const uint4*)(a_codes + (size_t)token * (K / 2) + k / 2);
-          sc[b] = *(const u16*)(a_scales + (size_t)token * (K / 16) + k / 16);
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < BATCH; ++b) {
-        const int st = s0 + b * WARPS, j = st % MT, group = (st / MT) * 4 + q;
-        if (st >= steps || group >= groups) continue;
-        const u32 w[4] = {codes[b].x, codes[b].y, codes[b].z, codes[b].w};
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {  // k16 slice 2 * group + h
-          const u32 c = (sc[b] >> (8 * h)) & 0xFFu;
-          const u32 scale = e4m3_pair_hi_bytes((c << 8) | (c << 24));
-          u32 p[2][4];  // fp16x2 of k (2i, 2i + 1) and (2i + 8, 2i + 9), i = 0..3
-#pragma unroll
-          for (int half = 0; half < 2; ++half)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const u32 x = w[2 * h + half] >> (8 * i);
-              p[half][i] = hmul2(e2m1_natural_pair((x & 0xFu) | ((x & 0xF0u) << 12)), scale);
-            }
-          uint4* tile = (uint4*)(act + (size_t)((2 * group + h) * MT + j) * 64);
-#ifdef WGMMA
-          // Core matrices (k 0..7) and (k 8..15), token g8's 16-byte row in each.
-          tile[g8] = make_uint4(p[0][0], p[0][1], p[0][2], p[0][3]);
-          tile[8 + g8] = make_uint4(p[1][0], p[1][1], p[1][2], p[1][3]);
-#else
-          // B fragments of lanes (g8, t): (k 2t, 2t + 1; k 2t + 8, 2t + 9).
-          tile[2 * g8] = make_uint4(p[0][0], p[1][0], p[0][1], p[1][1]);
-          tile[2 * g8 + 1] = make_uint4(p[0][2], p[1][2], p[0][3], p[1][3]);
+#ifndef STREAM_B
+  decode_activation(a_codes, a_scales, (u32*)smem, M, K, m0, k0, k_slice, warp, WARPS, lane);
 #endif
-        }
-      }
-    }
-  }
 #ifdef WGMMA
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // wgmma reads it (async proxy)
   const u32 act_addr = smem_addr(act);
@@ -358,7 +403,15 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
   int c = 0, slot = 0, q = 0;
   for (int it = 0; it < total; ++it) {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+#ifdef STREAM_B
+    // Every thread's share of this B stage has landed, and every warpgroup's wgmmas of the last
+    // iteration (which read the slot issue() refills now) have completed.
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    const u32 b_stage = act_addr + slot * B_STAGE_BYTES;
+#else
     __syncwarp();
+#endif
     stream.issue();
     const u8* stage = ring + slot * NT * CHUNK_BYTES;
     slot = slot + 1 == STAGES ? 0 : slot + 1;
@@ -386,13 +439,21 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
     wgmma_fence();
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt) {
+#ifdef STREAM_B
+      const u64 desc = act_descriptor(b_stage + kt * MT * 256);
+#else
       const u64 desc = act_descriptor(act_addr + (c * 4 + kt) * MT * 256);
+#endif
 #pragma unroll
       for (int i = 0; i < NT; ++i)
         wgmma_rs<MT>(&acc[i][0][0], a[i][kt][0], a[i][kt][1], a[i][kt][2], a[i][kt][3], desc);
     }
     wgmma_commit();
+#ifdef STREAM_B
+    wgmma_wait<0>();  // the next iteration's barrier frees this B slot
+#else
     wgmma_wait<1>();
+#endif
 #else
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt) {
@@ -484,6 +545,20 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
   }
   asm volatile("cp.async.wait_group 0;\n" ::);
 }
+
+#ifdef STREAM_B
+// The activation for the streamed GEMM, decoded once per call: grid (K / 128 rounded up, m-blocks),
+// WARPS * 32 threads. m-block z's k16 slice i (MT token tiles of 256 bytes) starts at byte
+// (z * K / 16 + i) * MT * 256 of `act`, so each 64-k chunk is one contiguous MT KB copy.
+extern "C" __global__ void __launch_bounds__(WARPS * 32)
+nvfp4_decode_activation(const u8* __restrict__ a_codes, const u8* __restrict__ a_scales,
+                        u32* __restrict__ act, int M, int K) {
+  const int k0 = blockIdx.x * 128, k_slice = min(128, K - k0);
+  u32* dst = act + ((size_t)blockIdx.y * (K / 16) + k0 / 16) * MT * 64;
+  decode_activation(a_codes, a_scales, dst, M, K, blockIdx.y * 8 * MT, k0, k_slice,
+                    threadIdx.x >> 5, WARPS, threadIdx.x & 31);
+}
+#endif
 #endif  // MT
 
 // ------------------------------------------------------------------------------------------------
