@@ -323,8 +323,20 @@ __device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes
 // on across blocks) and decodes them in registers into A fragments (with WGMMA, four warps' A
 // fragments make one m64 operand). With k_splits > 1 each block's fp32 partial goes to the workspace; the last CTA to
 // finish a block (atomic counter) adds the partials in split order (deterministic) and writes bf16.
+template <int V> struct Int { static constexpr int value = V; };
+
+// Chunks in flight in each ring: with STREAM_B the slot of the chunk before the current one may
+// still be read by its wgmmas, so one fewer.
 #ifdef STREAM_B
-#define MIN_CTAS (16 / WARPS)  // four warpgroups per SM: the registers of 128 per thread
+#define PRIMED (STAGES - 2)
+#else
+#define PRIMED (STAGES - 1)
+#endif
+
+#ifdef STREAM_B
+// Four warpgroups per SM (128 registers per thread) where one set of accumulators and two of A
+// registers fit in that, else as many as fit.
+#define MIN_CTAS (MT * NT > 16 || 16 / WARPS / NT < 1 ? 1 : 16 / WARPS / NT)
 #else
 #define MIN_CTAS 1
 #endif
@@ -379,7 +391,7 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 
   // Start the weight stream before decoding the activation.
 #pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) stream.issue();
+  for (int s = 0; s < PRIMED; ++s) stream.issue();
 
 #ifndef STREAM_B
   decode_activation(a_codes, a_scales, (u32*)smem, M, K, m0, k0, k_slice, warp, WARPS, lane);
@@ -401,11 +413,27 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
   int c = 0, slot = 0, q = 0;
-  for (int it = 0; it < total; ++it) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+  // The wgmma A registers. The streamed kernel has two sets, used in turn: one chunk's wgmmas run
+  // on while the next chunk is decoded into the other set. With one set (the resident kernel),
+  // ptxas waits for the group before the next decode (benchmarks/NOTES.md, v5).
 #ifdef STREAM_B
-    // Every thread's share of this B stage has landed, and every warpgroup's wgmmas of the last
-    // iteration (which read the slot issue() refills now) have completed.
+  constexpr int A_SETS = 2;
+#else
+  constexpr int A_SETS = 1;
+#endif
+#ifdef WGMMA
+  u32 a[A_SETS][NT][4][4];
+#pragma unroll
+  for (int x = 0; x < A_SETS * NT * 16; ++x) (&a[0][0][0][0])[x] = 0u;
+#endif
+  // One 64-k chunk: wait for its stage, refill the ring, decode, MMA; the block's epilogue after
+  // its last chunk. SET picks the A registers (wgmma).
+  auto step = [&](auto set) {
+    constexpr int SET = decltype(set)::value % A_SETS;
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PRIMED - 1));
+#ifdef STREAM_B
+    // Every thread's share of this B stage has landed, and every warpgroup's wgmmas of the chunk
+    // before last (which read the slot issue() refills now) have completed.
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
     const u32 b_stage = act_addr + slot * B_STAGE_BYTES;
@@ -423,19 +451,18 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       scales[i] = *(const uint2*)(stage + i * CHUNK_BYTES + 512 + g * 8);
     }
 #ifdef WGMMA
-    // Decode all NT x 4 fragments, then issue their wgmmas as one group. wait_group 1 would keep
-    // that group running while the next chunk is decoded, but ptxas reuses the A registers and
-    // waits for the group at the loop's back edge (benchmarks/NOTES.md, v5).
-    u32 a[NT][4][4];
+    // Decode all NT x 4 fragments into this set, then issue their wgmmas as one group.
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt)
 #pragma unroll
       for (int i = 0; i < NT; ++i) {
-        decode_a_fragment(codes[i], scales[i], kt, a[i][kt]);
+        decode_a_fragment(codes[i], scales[i], kt, a[SET][i][kt]);
 #pragma unroll
-        for (int r = 0; r < 4; ++r) pin(a[i][kt][r]);
+        for (int r = 0; r < 4; ++r) pin(a[SET][i][kt][r]);
       }
+#ifndef STREAM_B
     pin(acc);  // the epilogue's zeros land before the fence
+#endif
     wgmma_fence();
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt) {
@@ -446,13 +473,15 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 #endif
 #pragma unroll
       for (int i = 0; i < NT; ++i)
-        wgmma_rs<MT>(&acc[i][0][0], a[i][kt][0], a[i][kt][1], a[i][kt][2], a[i][kt][3], desc);
+        wgmma_rs<MT>(&acc[i][0][0], a[SET][i][kt][0], a[SET][i][kt][1], a[SET][i][kt][2],
+                     a[SET][i][kt][3], desc);
     }
     wgmma_commit();
-#ifdef STREAM_B
-    wgmma_wait<0>();  // the next iteration's barrier frees this B slot
-#else
     wgmma_wait<1>();
+#ifdef STREAM_B
+    // The other set's group has completed: only now may its registers be reused.
+#pragma unroll
+    for (int x = 0; x < NT * 16; ++x) pin((&a[1 - SET][0][0][0])[x]);
 #endif
 #else
 #pragma unroll
@@ -470,7 +499,7 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       }
     }
 #endif
-    if (++c != n_chunks) continue;
+    if (++c != n_chunks) return;
 
     // ---- block epilogue ----
     c = 0;
@@ -500,9 +529,15 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
         const float4* base = (const float4*)workspace + (size_t)blk * per_block +
                              (size_t)warp * NT * MT * 32 + lane;
         // acc <- sum of the split partials, added in split order (the result does not depend on
-        // which CTA came last). Sixteen independent loads go out at a time: RC fragments of G
-        // splits each, so the sum takes about k_splits * R / 16 memory round trips.
-        constexpr int R = NT * MT, RC = R < 16 ? R : 16, G = 16 / RC;
+        // which CTA came last). LOADS independent loads go out at a time: RC fragments of G
+        // splits each, so the sum takes about k_splits * R / LOADS memory round trips. The
+        // streamed kernel keeps both A register sets live here: at MT 8 only eight fit.
+#ifdef STREAM_B
+        constexpr int LOADS = NT * MT >= 16 ? 16 : 8;
+#else
+        constexpr int LOADS = 16;
+#endif
+        constexpr int R = NT * MT, RC = R < LOADS ? R : LOADS, G = LOADS / RC;
         float* sum = &acc[0][0][0];
 #pragma unroll
         for (int e = 0; e < 4 * R; ++e) sum[e] = 0.f;
@@ -542,7 +577,26 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
           acc[i][j][e] = 0.f;
         }
     }
+#ifdef STREAM_B
+    pin(acc);  // the zeros land before the next wgmma.fence (no group is in flight here)
+#endif
+  };
+#ifdef STREAM_B
+  // Steps go in pairs, with no condition between the two: a branch around a step merges two
+  // versions of the accumulators while a group is in flight, and ptxas then serializes every wgmma.
+  int it = 0;
+  if (total & 1) {
+    step(Int<1>{});
+    wgmma_wait<0>();
+    it = 1;
   }
+  for (; it < total; it += 2) {
+    step(Int<0>{});
+    step(Int<1>{});
+  }
+#else
+  for (int it = 0; it < total; ++it) step(Int<0>{});
+#endif
   asm volatile("cp.async.wait_group 0;\n" ::);
 }
 
