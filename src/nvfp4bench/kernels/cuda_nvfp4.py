@@ -414,6 +414,11 @@ def smem_bytes(variant: GemmVariant, k_slice: int) -> int:
     return variant.mt * activation * 16 + variant.warps * variant.stages * variant.nt * CHUNK_BYTES
 
 
+def split_unit(variant: GemmVariant) -> int:
+    """K splits are whole multiples of this: the streamed kernel takes its 64-k chunks in pairs."""
+    return 128 if variant.streamed else 64
+
+
 def max_slice(K: int, k_splits: int) -> int:
     """The longest K-slice of a split (slices are whole 64-chunks, differing by at most one)."""
     return -(-(K // 64) // k_splits) * 64
@@ -435,11 +440,13 @@ def gemm_candidates(
     balanced) that give that occupancy and fill it once or twice. Where the output blocks alone
     outnumber the slots, each CTA loops over an equal share of them instead, decoding its
     activation slice once."""
-    k_chunks = K // 64
     out: list[GemmConfig] = []
     for variant in GEMM_VARIANTS:
         if variant.mt != token_tiles(M, variant.wgmma) or (N // 16) % variant.nt:
             continue
+        if K % split_unit(variant):
+            continue
+        k_units = K // split_unit(variant)
         if variant.wgmma and not wgmma:
             continue
         n_blocks, m_blocks = _blocks(M, N, variant)
@@ -450,7 +457,7 @@ def gemm_candidates(
             for waves in (1, 2):
                 # A shape too small to fill the slots gets every K chunk its own split.
                 splits = 1
-                while splits < k_chunks:
+                while splits < k_units:
                     occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits)))
                     resident = occ if per_sm is None else min(occ, per_sm)
                     slots = sms * waves * resident
@@ -475,7 +482,8 @@ class CudaGemm:
 
     def __init__(self, M: int, N: int, K: int, config: GemmConfig, device: torch.device):
         v = config.variant
-        if N % (16 * v.nt) or K % 64 or not 1 <= config.k_splits <= K // 64:
+        unit = split_unit(v)
+        if N % (16 * v.nt) or K % unit or not 1 <= config.k_splits <= K // unit:
             raise ValueError(f"{config} does not fit N={N}, K={K}")
         self.M, self.N, self.K, self.config = M, N, K, config
         self.max_slice = max_slice(K, config.k_splits)

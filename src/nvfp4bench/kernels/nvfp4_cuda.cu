@@ -323,14 +323,14 @@ __device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes
 // on across blocks) and decodes them in registers into A fragments (with WGMMA, four warps' A
 // fragments make one m64 operand). With k_splits > 1 each block's fp32 partial goes to the workspace; the last CTA to
 // finish a block (atomic counter) adds the partials in split order (deterministic) and writes bf16.
-template <int V> struct Int { static constexpr int value = V; };
-
 // Chunks in flight in each ring: with STREAM_B the slot of the chunk before the current one may
 // still be read by its wgmmas, so one fewer.
 #ifdef STREAM_B
 #define PRIMED (STAGES - 2)
+#define SPLIT_UNIT 2
 #else
 #define PRIMED (STAGES - 1)
+#define SPLIT_UNIT 1
 #endif
 
 #ifdef STREAM_B
@@ -351,10 +351,12 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
   const int warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int k_splits = gridDim.y;
-  // K-slice of this split: chunks [c0, c1) of 64; slices differ by at most one chunk.
+  // K-slice of this split: chunks [c0, c1) of 64; slices differ by at most one unit of SPLIT_UNIT
+  // chunks (the streamed kernel's steps go in pairs, so its slices are whole pairs).
   const int k_chunks_total = K / 64;
-  const int c0 = (int)(((long long)blockIdx.y * k_chunks_total) / k_splits);
-  const int c1 = (int)(((long long)(blockIdx.y + 1) * k_chunks_total) / k_splits);
+  const int k_units = k_chunks_total / SPLIT_UNIT;
+  const int c0 = (int)(((long long)blockIdx.y * k_units) / k_splits) * SPLIT_UNIT;
+  const int c1 = (int)(((long long)(blockIdx.y + 1) * k_units) / k_splits) * SPLIT_UNIT;
   const int k0 = c0 * 64, k_slice = (c1 - c0) * 64;
   const int m0 = blockIdx.z * 8 * MT;
   const int n_chunks = k_slice / 64;
@@ -426,10 +428,13 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 #pragma unroll
   for (int x = 0; x < A_SETS * NT * 16; ++x) (&a[0][0][0][0])[x] = 0u;
 #endif
-  // One 64-k chunk: wait for its stage, refill the ring, decode, MMA; the block's epilogue after
-  // its last chunk. SET picks the A registers (wgmma).
-  auto step = [&](auto set) {
-    constexpr int SET = decltype(set)::value % A_SETS;
+  // One 64-k chunk per step: wait for its stage, refill the ring, decode, MMA; the block's
+  // epilogue after its last chunk. Steps go in groups of A_SETS (the streamed kernel's chunk count
+  // is even), step `set` using A register set `set`, with no branch around a step: a branch merges two
+  // versions of the accumulators while a group is in flight, and ptxas then serializes every wgmma.
+  for (int it = 0; it < total; it += A_SETS)
+#pragma unroll
+  for (int set = 0; set < A_SETS; ++set) {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(PRIMED - 1));
 #ifdef STREAM_B
     // Every thread's share of this B stage has landed, and every warpgroup's wgmmas of the chunk
@@ -456,9 +461,9 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
     for (int kt = 0; kt < 4; ++kt)
 #pragma unroll
       for (int i = 0; i < NT; ++i) {
-        decode_a_fragment(codes[i], scales[i], kt, a[SET][i][kt]);
+        decode_a_fragment(codes[i], scales[i], kt, a[set][i][kt]);
 #pragma unroll
-        for (int r = 0; r < 4; ++r) pin(a[SET][i][kt][r]);
+        for (int r = 0; r < 4; ++r) pin(a[set][i][kt][r]);
       }
 #ifndef STREAM_B
     pin(acc);  // the epilogue's zeros land before the fence
@@ -473,15 +478,15 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 #endif
 #pragma unroll
       for (int i = 0; i < NT; ++i)
-        wgmma_rs<MT>(&acc[i][0][0], a[SET][i][kt][0], a[SET][i][kt][1], a[SET][i][kt][2],
-                     a[SET][i][kt][3], desc);
+        wgmma_rs<MT>(&acc[i][0][0], a[set][i][kt][0], a[set][i][kt][1], a[set][i][kt][2],
+                     a[set][i][kt][3], desc);
     }
     wgmma_commit();
     wgmma_wait<1>();
 #ifdef STREAM_B
     // The other set's group has completed: only now may its registers be reused.
 #pragma unroll
-    for (int x = 0; x < NT * 16; ++x) pin((&a[1 - SET][0][0][0])[x]);
+    for (int x = 0; x < NT * 16; ++x) pin((&a[1 - set][0][0][0])[x]);
 #endif
 #else
 #pragma unroll
@@ -499,7 +504,7 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       }
     }
 #endif
-    if (++c != n_chunks) return;
+    if (++c != n_chunks) continue;
 
     // ---- block epilogue ----
     c = 0;
@@ -580,23 +585,7 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 #ifdef STREAM_B
     pin(acc);  // the zeros land before the next wgmma.fence (no group is in flight here)
 #endif
-  };
-#ifdef STREAM_B
-  // Steps go in pairs, with no condition between the two: a branch around a step merges two
-  // versions of the accumulators while a group is in flight, and ptxas then serializes every wgmma.
-  int it = 0;
-  if (total & 1) {
-    step(Int<1>{});
-    wgmma_wait<0>();
-    it = 1;
   }
-  for (; it < total; it += 2) {
-    step(Int<0>{});
-    step(Int<1>{});
-  }
-#else
-  for (int it = 0; it < total; ++it) step(Int<0>{});
-#endif
   asm volatile("cp.async.wait_group 0;\n" ::);
 }
 
