@@ -112,8 +112,8 @@ _WGMMA_SHAPES = {
 }
 # The streamed wgmma kernel: (NT, WARPS, STAGES) per MT (MT * 2 a multiple of WARPS).
 _STREAMED_SHAPES = {
-    8: ((1, 4, 4), (1, 8, 4), (2, 8, 3), (1, 16, 3)),
-    16: ((1, 4, 4), (1, 8, 3), (1, 8, 4), (1, 16, 3)),
+    8: ((1, 4, 4), (1, 8, 4), (2, 8, 3), (2, 8, 4), (1, 16, 3), (1, 16, 4)),
+    16: ((1, 4, 4), (1, 8, 4), (1, 8, 6), (1, 16, 3), (1, 16, 4), (1, 16, 6)),
 }
 GEMM_VARIANTS = tuple(
     GemmVariant(mt, nt, warps, stages, wgmma, streamed)
@@ -415,8 +415,9 @@ def smem_bytes(variant: GemmVariant, k_slice: int) -> int:
 
 
 def split_unit(variant: GemmVariant) -> int:
-    """K splits are whole multiples of this: the streamed kernel takes its 64-k chunks in pairs."""
-    return 128 if variant.streamed else 64
+    """K splits are whole multiples of this: the streamed kernel with one row tile per warp takes
+    its 64-k chunks in pairs (two sets of A registers, used in turn)."""
+    return 128 if variant.streamed and variant.nt == 1 else 64
 
 
 def max_slice(K: int, k_splits: int) -> int:

@@ -327,16 +327,15 @@ __device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes
 // still be read by its wgmmas, so one fewer.
 #ifdef STREAM_B
 #define PRIMED (STAGES - 2)
-#define SPLIT_UNIT 2
+#define A_SETS (NT == 1 ? 2 : 1)
 #else
 #define PRIMED (STAGES - 1)
-#define SPLIT_UNIT 1
+#define A_SETS 1
 #endif
+#define SPLIT_UNIT A_SETS  // K splits are whole groups of A_SETS chunks
 
 #ifdef STREAM_B
-// Four warpgroups per SM (128 registers per thread) where one set of accumulators and two of A
-// registers fit in that, else as many as fit.
-#define MIN_CTAS (MT * NT > 16 || 16 / WARPS / NT < 1 ? 1 : 16 / WARPS / NT)
+#define MIN_CTAS (16 / WARPS)  // four warpgroups per SM: 128 registers per thread
 #else
 #define MIN_CTAS 1
 #endif
@@ -415,22 +414,17 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
   int c = 0, slot = 0, q = 0;
-  // The wgmma A registers. The streamed kernel has two sets, used in turn: one chunk's wgmmas run
-  // on while the next chunk is decoded into the other set. With one set (the resident kernel),
-  // ptxas waits for the group before the next decode (benchmarks/NOTES.md, v5).
-#ifdef STREAM_B
-  constexpr int A_SETS = 2;
-#else
-  constexpr int A_SETS = 1;
-#endif
+  // The wgmma A registers. The streamed kernel with one row tile per warp has two sets, used in
+  // turn: one chunk's wgmmas run on while the next chunk is decoded into the other set. With one
+  // set, ptxas waits for the group before the next decode (benchmarks/NOTES.md, v5).
 #ifdef WGMMA
   u32 a[A_SETS][NT][4][4];
 #pragma unroll
   for (int x = 0; x < A_SETS * NT * 16; ++x) (&a[0][0][0][0])[x] = 0u;
 #endif
   // One 64-k chunk per step: wait for its stage, refill the ring, decode, MMA; the block's
-  // epilogue after its last chunk. Steps go in groups of A_SETS (the streamed kernel's chunk count
-  // is even), step `set` using A register set `set`, with no branch around a step: a branch merges two
+  // epilogue after its last chunk. Steps go in groups of A_SETS (each split's chunk count is a
+  // multiple), step `set` using A register set `set`, with no branch around a step: a branch merges two
   // versions of the accumulators while a group is in flight, and ptxas then serializes every wgmma.
   for (int it = 0; it < total; it += A_SETS)
 #pragma unroll
@@ -483,11 +477,11 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
     }
     wgmma_commit();
     wgmma_wait<1>();
-#ifdef STREAM_B
-    // The other set's group has completed: only now may its registers be reused.
+    if (A_SETS == 2) {
+      // The other set's group has completed: only now may its registers be reused.
 #pragma unroll
-    for (int x = 0; x < NT * 16; ++x) pin((&a[1 - set][0][0][0])[x]);
-#endif
+      for (int x = 0; x < NT * 16; ++x) pin((&a[1 - set][0][0][0])[x]);
+    }
 #else
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt) {
@@ -536,7 +530,7 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
         // acc <- sum of the split partials, added in split order (the result does not depend on
         // which CTA came last). LOADS independent loads go out at a time: RC fragments of G
         // splits each, so the sum takes about k_splits * R / LOADS memory round trips. The
-        // streamed kernel keeps both A register sets live here: at MT 8 only eight fit.
+        // streamed kernel keeps both A register sets live here: with MT 8 only eight fit.
 #ifdef STREAM_B
         constexpr int LOADS = NT * MT >= 16 ? 16 : 8;
 #else
