@@ -6,7 +6,7 @@ on sm_90, wgmma). Same semantics
 and global scales (1) as the Triton providers. The weight is quantized and re-laid once in
 prepare (0.5625 bytes per value in GPU memory, nothing decoded is kept). The GEMM configuration
 is tuned once per (M, N, K) in prepare; from M = 65 the tuned Triton GEMM competes (and above
-M = 128 runs alone), the faster one is timed. Each row records which kernel ran.
+M = 512 runs alone), the faster one is timed. Each row records which kernel ran.
 
 * ``nvfp4-cuda``: rotate + quantize the activation inside the timed call, then the GEMM.
 * ``nvfp4-cuda-noquant``: the GEMM alone on a pre-quantized activation (had 16 when unset).
@@ -24,10 +24,10 @@ from .base import (
     nvfp4_product_reference,
 )
 
-# Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 128
-# tokens (at 256 Triton's planes GEMM beats it on every Llama-3.3-70B layer), the Triton GEMM
-# from 65 on; between the two, the faster one runs.
-CUDA_GEMM_MAX_M = 128
+# Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 512
+# tokens (at 1024 Triton's planes GEMM beats it on every Llama-3.3-70B layer; at 512 each wins on
+# two), the Triton GEMM from 65 on; between the two, the faster one runs.
+CUDA_GEMM_MAX_M = 512
 TRITON_GEMM_MIN_M = 65
 
 # mma.sync fp16, cp.async (8.0) and the E4M3 conversion instruction (8.9).
