@@ -17,9 +17,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import triton.testing
+from one_shape_sweep import settings
 
 from nvfp4bench.io import read_bench, write_tsv
-from nvfp4bench.sweep import SweepSettings, run_shape
+from nvfp4bench.sweep import run_shape
 from nvfp4bench.timing import QUANTILES, tflops
 
 
@@ -55,16 +56,8 @@ def direct_bf16(results: Path, rep_ms: float) -> pd.DataFrame:
 
 
 def run_to_run(N: int, K: int, batch_sizes: list[int], providers: list[str], rep_ms: float):
-    settings = SweepSettings(
-        N=N,
-        K=K,
-        batch_sizes=tuple(batch_sizes),
-        had_sizes=(16,),
-        providers=tuple(providers),
-        device="cuda",
-        rep_ms=rep_ms,
-    )
-    first, second = run_shape(settings), run_shape(settings)
+    shape = settings(N, K, batch_sizes, providers, rep_ms=rep_ms)
+    first, second = run_shape(shape), run_shape(shape)
     keys = ["provider", "had_size", "M"]
     merged = first.merge(second, on=keys, suffixes=("_1", "_2"))
     merged = merged[(merged["status_1"] == "ok") & (merged["status_2"] == "ok")]

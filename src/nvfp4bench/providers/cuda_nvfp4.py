@@ -52,14 +52,16 @@ def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
     """The timed GEMM for these operands: (callable(packed, scales) -> out, kernel label)."""
     from ..kernels import cuda_nvfp4
     from ..kernels.triton_nvfp4 import nvfp4_gemm, tuned_gemm_config
-    from ..kernels.tuning import time_graph
+    from ..kernels.tuning import time_graph, tuning_rep_ms
 
     M, device = a_packed.shape[0], a_packed.device
     alpha = torch.ones(1, dtype=torch.float32, device=device)
     choices = []  # (median ms, callable, label)
     if M <= CUDA_GEMM_MAX_M:
         weight = cuda_nvfp4.permute_weight(b_packed, b_scales)
-        cuda_gemm, ms = cuda_nvfp4.tune_gemm(a_packed, a_scales, weight, N, K, alpha)
+        cuda_gemm, ms = cuda_nvfp4.tune_gemm(
+            a_packed, a_scales, weight, N, K, alpha, rep_ms=tuning_rep_ms()
+        )
 
         def run_cuda(packed, scales):
             return cuda_gemm(packed, scales, weight, alpha, out)
@@ -71,7 +73,7 @@ def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
         def run_triton(packed, scales):
             return nvfp4_gemm(packed, scales, b_packed, b_scales, alpha, out=out, config=config)
 
-        ms = time_graph(lambda: run_triton(a_packed, a_scales), 5.0) if choices else 0.0
+        ms = time_graph(lambda: run_triton(a_packed, a_scales), tuning_rep_ms()) if choices else 0.0
         choices.append((ms, run_triton, f"triton {config!r}"))
     _, run, label = min(choices, key=lambda choice: choice[0])
     return run, label
