@@ -121,7 +121,8 @@ def check_models(config: dict) -> list[tuple[str, int, str]]:
     """Every model loads; K must suit NVFP4 blocks of 16. Returns the (model, tp, reason) pairs
     whose layers a TP size cannot split: those are skipped, the rest runs (an error only when
     nothing is left)."""
-    from .shapes import TPSplitError, model_shapes
+    from .models import model_shapes
+    from .shapes import TPSplitError
 
     keys = {}
     skipped = []
