@@ -26,6 +26,40 @@ LAST_KERNEL: list = [None]
 
 
 @triton.jit
+def _operand_pointers(ptr, s_ptr, rows, n_rows, stride, s_stride, kb0, ks0,
+                      BLOCK_K: tl.constexpr, PLANES: tl.constexpr):  # fmt: skip
+    """Pointers to one operand's first K tile on `rows`, to its scales, and the offset of its odd
+    plane. Decoded planes (PLANES) are read as fp16 [rows, BLOCK_K/2] (no scales); codes as bytes
+    [rows, BLOCK_K/16, 8], so that a 16-block's 8 bytes stay together in one thread's registers,
+    with scales [rows, BLOCK_K/16]."""
+    offs_ks = tl.arange(0, BLOCK_K // 16)
+    if PLANES:
+        ptrs = ptr + rows[:, None] * stride + kb0 + tl.arange(0, BLOCK_K // 2)[None, :]
+        s_ptrs = s_ptr
+        plane = n_rows.to(tl.int64) * stride
+    else:
+        offs_kb = (offs_ks[:, None] * 8 + tl.arange(0, 8)[None, :])[None, :, :]
+        ptrs = ptr + rows[:, None, None] * stride + kb0 + offs_kb
+        s_ptrs = s_ptr + rows[:, None] * s_stride + ks0 + offs_ks[None, :]
+        plane = 0
+    return ptrs, s_ptrs, plane
+
+
+@triton.jit
+def _load_operand(ptrs, s_ptrs, plane, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+                  PLANES: tl.constexpr, USE_ASM: tl.constexpr):  # fmt: skip
+    """(even, odd) elements of one operand's K tile as fp16 [ROWS, BLOCK_K/2], q * s * 2**-7."""
+    if PLANES:
+        lo = tl.load(ptrs)
+        hi = tl.load(ptrs + plane)
+    else:
+        lo, hi = dequant_operand(tl.load(ptrs), tl.load(s_ptrs), USE_ASM)
+        lo = tl.reshape(lo, (ROWS, BLOCK_K // 2))
+        hi = tl.reshape(hi, (ROWS, BLOCK_K // 2))
+    return lo, hi
+
+
+@triton.jit
 def _gemm_kernel(
     a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, ws_ptr, alpha_ptr,
     M, N, K,
@@ -59,23 +93,12 @@ def _gemm_kernel(
     rn = (offs_n % N).to(tl.int64)
     kb0 = pid_k * (BLOCK_K // 2)
     ks0 = pid_k * (BLOCK_K // 16)
-    # bytes as [rows, block, 8]: a 16-block's 8 bytes stay together in one thread's registers
-    offs_kb = (tl.arange(0, BLOCK_K // 16)[:, None] * 8 + tl.arange(0, 8)[None, :])[None, :, :]
-    offs_ks = tl.arange(0, BLOCK_K // 16)
-    if A_PLANES:
-        offs_ka = tl.arange(0, BLOCK_K // 2)
-        a_ptrs = a_ptr + rm[:, None] * stride_am + kb0 + offs_ka[None, :]
-        plane_a = M.to(tl.int64) * stride_am
-    else:
-        a_ptrs = a_ptr + rm[:, None, None] * stride_am + kb0 + offs_kb
-        as_ptrs = as_ptr + rm[:, None] * stride_asm + ks0 + offs_ks[None, :]
-    if B_PLANES:
-        offs_kh = tl.arange(0, BLOCK_K // 2)
-        b_ptrs = b_ptr + rn[:, None] * stride_bn + kb0 + offs_kh[None, :]
-        plane = N.to(tl.int64) * stride_bn
-    else:
-        b_ptrs = b_ptr + rn[:, None, None] * stride_bn + kb0 + offs_kb
-        bs_ptrs = bs_ptr + rn[:, None] * stride_bsn + ks0 + offs_ks[None, :]
+    a_ptrs, as_ptrs, plane_a = _operand_pointers(
+        a_ptr, as_ptr, rm, M, stride_am, stride_asm, kb0, ks0, BLOCK_K, A_PLANES
+    )
+    b_ptrs, bs_ptrs, plane_b = _operand_pointers(
+        b_ptr, bs_ptr, rn, N, stride_bn, stride_bsn, kb0, ks0, BLOCK_K, B_PLANES
+    )
 
     if SWAP_AB:
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
@@ -83,26 +106,8 @@ def _gemm_kernel(
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     k_tiles = K // BLOCK_K
     for _ in range(pid_k, k_tiles, SPLIT_K):
-        if B_PLANES:
-            b_lo = tl.load(b_ptrs)
-            b_hi = tl.load(b_ptrs + plane)
-        else:
-            b = tl.load(b_ptrs)
-            sb = tl.load(bs_ptrs)
-            b_lo, b_hi = dequant_operand(b, sb, USE_ASM)
-            b_lo = tl.reshape(b_lo, (BLOCK_N, BLOCK_K // 2))
-            b_hi = tl.reshape(b_hi, (BLOCK_N, BLOCK_K // 2))
-            bs_ptrs += SPLIT_K * (BLOCK_K // 16)
-        if A_PLANES:
-            a_lo = tl.load(a_ptrs)
-            a_hi = tl.load(a_ptrs + plane_a)
-        else:
-            a = tl.load(a_ptrs)
-            sa = tl.load(as_ptrs)
-            a_lo, a_hi = dequant_operand(a, sa, USE_ASM)
-            a_lo = tl.reshape(a_lo, (BLOCK_M, BLOCK_K // 2))
-            a_hi = tl.reshape(a_hi, (BLOCK_M, BLOCK_K // 2))
-            as_ptrs += SPLIT_K * (BLOCK_K // 16)
+        b_lo, b_hi = _load_operand(b_ptrs, bs_ptrs, plane_b, BLOCK_N, BLOCK_K, B_PLANES, USE_ASM)
+        a_lo, a_hi = _load_operand(a_ptrs, as_ptrs, plane_a, BLOCK_M, BLOCK_K, A_PLANES, USE_ASM)
         if SWAP_AB:
             acc = tl.dot(b_lo, tl.trans(a_lo), acc)
             acc = tl.dot(b_hi, tl.trans(a_hi), acc)
@@ -111,6 +116,10 @@ def _gemm_kernel(
             acc = tl.dot(a_hi, tl.trans(b_hi), acc)
         a_ptrs += SPLIT_K * (BLOCK_K // 2)
         b_ptrs += SPLIT_K * (BLOCK_K // 2)
+        if not A_PLANES:
+            as_ptrs += SPLIT_K * (BLOCK_K // 16)
+        if not B_PLANES:
+            bs_ptrs += SPLIT_K * (BLOCK_K // 16)
 
     if SWAP_AB:
         acc = tl.trans(acc)
