@@ -1,7 +1,8 @@
 """Check the pipeline's numbers on a GPU, in the same process/run as the pipeline's own results.
 
 1. BF16: for every torch-bf16 row of a results folder, time F.linear with
-   triton.testing.do_bench_cudagraph called directly (as the seed does), print both TFLOP/s.
+   triton.testing.do_bench_cudagraph called directly (as vLLM's bench_nvfp4_qutlass.py does),
+   print both TFLOP/s.
 2. Run-to-run spread: sweep one shape twice with the pipeline's own sweep and compare per row.
 
     python benchmarks/pipeline_vs_direct.py --results results/nvidia-h100-80gb-hbm3 \

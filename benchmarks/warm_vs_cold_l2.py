@@ -1,4 +1,4 @@
-"""Warm-L2 (the seed's do_bench_cudagraph) against cold-L2 (do_bench, L2 flushed) timing of the
+"""Warm-L2 (vLLM's do_bench_cudagraph) against cold-L2 (do_bench, L2 flushed) timing of the
 pipeline's own sweep, side by side in one process, on one shape.
 
     python benchmarks/warm_vs_cold_l2.py --shape 8192 8192 --ms 1 16 256 4096 --out warm_cold.tsv

@@ -1,4 +1,4 @@
-"""Timing one call: the seed's CUDA-graph timer (warm L2), a cold-L2 timer, or wall clock on CPU;
+"""Timing one call: vLLM's CUDA-graph timer (warm L2), a cold-L2 timer, or wall clock on CPU;
 stopping after a fixed time (as vLLM's benchmark) or once the median is stable (adaptive)."""
 
 from __future__ import annotations

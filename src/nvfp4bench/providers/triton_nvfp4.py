@@ -1,8 +1,8 @@
-"""NVFP4 + Hadamard in Triton for GPUs without FP4 tensor cores (Hopper, Ampere+): issue 4.
+"""NVFP4 + Hadamard in Triton for GPUs without FP4 tensor cores (Hopper, Ampere+).
 
 Kernels: ``nvfp4bench.kernels.triton_nvfp4`` (fused rotate + quantize; W4A4 GEMM decoding E2M1 x
 E4M3 to fp16 for the tensor cores, a GEMV path and split-K for small M). Global scales are 1
-(alpha = 1), as the seed's vLLM benchmark uses them. The weight is quantized once in prepare
+(alpha = 1), as vLLM's bench_nvfp4_qutlass.py uses them. The weight is quantized once in prepare
 with the same Hadamard size; the GEMM and quantize configurations are tuned once per shape in
 prepare (small candidate spaces, like triton.autotune) so the timed call does no tuning.
 

@@ -1,4 +1,4 @@
-"""The seed's Blackwell path: qutlass `fusedQuantizeNv` + vLLM's CUTLASS NVFP4 GEMM.
+"""vLLM's Blackwell path: qutlass `fusedQuantizeNv` + vLLM's CUTLASS NVFP4 GEMM.
 
 These are the exact calls of vLLM's benchmarks/kernels/bench_nvfp4_qutlass.py. They need compute
 capability 10.x/12.x, CUDA >= 12.8 and vLLM built with them; anywhere else the rows are skipped
@@ -36,7 +36,8 @@ _unavailable_reason = first_reason(
 
 
 def _quantize(x: torch.Tensor, hadamard: torch.Tensor, global_scale: torch.Tensor):
-    """fusedQuantizeNv + swizzle, as the seed does: (packed, linear scales, swizzled scales)."""
+    """fusedQuantizeNv + swizzle, as bench_nvfp4_qutlass.py does: (packed, linear and swizzled
+    scales)."""
     from vllm._custom_ops import fusedQuantizeNv
     from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked
 
