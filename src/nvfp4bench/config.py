@@ -118,10 +118,11 @@ def model_key(model: str) -> str:
 
 
 def check_models(config: dict) -> list[tuple[str, int, str]]:
-    """Every model loads; K must suit NVFP4 blocks of 16. Returns the (model, tp, reason) pairs
+    """Every model loads; K must suit NVFP4 scale blocks. Returns the (model, tp, reason) pairs
     whose layers a TP size cannot split: those are skipped, the rest runs (an error only when
     nothing is left)."""
     from .models import model_shapes
+    from .numerics import BLOCK
     from .shapes import TPSplitError
 
     keys = {}
@@ -136,12 +137,12 @@ def check_models(config: dict) -> list[tuple[str, int, str]]:
             except TPSplitError as error:
                 skipped.append((model, tp, str(error)))
                 continue
-            bad = table[table["K"] % 16 != 0]
+            bad = table[table["K"] % BLOCK != 0]
             if len(bad):
                 row = bad.iloc[0]
                 raise ConfigError(
                     f"{model}: {row['layer']} at tp={row['tp']} has K={row['K']}, "
-                    "not a multiple of 16 (the NVFP4 scale block)"
+                    f"not a multiple of {BLOCK} (the NVFP4 scale block)"
                 )
     if len(skipped) == len(config["models"]) * len(config["tp_sizes"]):
         raise ConfigError(f"config: no model splits over any TP size; first: {skipped[0][2]}")
