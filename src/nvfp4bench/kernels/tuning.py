@@ -26,8 +26,8 @@ from ..io import write_json
 Candidate = TypeVar("Candidate")
 Choice = TypeVar("Choice")
 
-# Milliseconds of CUDA-graph replays that time one candidate: enough to rank configurations
-# whose times differ by a few percent. The config's timing.tuning_rep_ms replaces it in the sweep.
+# Milliseconds of CUDA-graph replays that time one candidate, where the config's
+# timing.tuning_rep_ms is unset (the sweep sets it around each provider's prepare).
 REP_MS = 5.0
 _rep_ms: ContextVar[float] = ContextVar("tuning_rep_ms", default=REP_MS)
 
