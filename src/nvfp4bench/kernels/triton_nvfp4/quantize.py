@@ -77,7 +77,7 @@ def _hadamard(had_size: int, device: torch.device) -> torch.Tensor:
     cache = process_cache("triton hadamard")
     key = (had_size, str(device))
     if key not in cache:
-        cache[key] = hadamard_matrix(had_size, torch.bfloat16, device).contiguous()
+        cache[key] = hadamard_matrix(had_size, torch.bfloat16).to(device).contiguous()
     return cache[key]
 
 
