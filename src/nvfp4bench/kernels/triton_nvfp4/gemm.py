@@ -180,8 +180,8 @@ def _gemv_kernel(
     a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, ws_ptr, alpha_ptr,
     M, N, K,
     stride_am, stride_asm, stride_bn, stride_bsn, stride_cm,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr, USE_ASM: tl.constexpr, MODE: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
+    USE_ASM: tl.constexpr, MODE: tl.constexpr,
 ):  # fmt: skip
     """One activation row (program_id 0, fastest: the rows sharing a weight tile run together and
     the weight is read from DRAM once) against BLOCK_N weight rows on the CUDA cores.
@@ -354,7 +354,7 @@ def nvfp4_gemm(
     if cfg["kernel"] == "gemv":
         grid = (M, triton.cdiv(N, cfg["block_n"]), split_k)
         kernel = _gemv_kernel[grid](
-            **operands, BLOCK_M=1, MODE=cfg.get("mode", 2), num_stages=cfg.get("num_stages", 1)
+            **operands, MODE=cfg.get("mode", 2), num_stages=cfg.get("num_stages", 1)
         )
     else:
         b_planes = bool(cfg.get("b_planes", False))
