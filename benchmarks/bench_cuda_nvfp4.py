@@ -33,22 +33,22 @@ from bench_triton_nvfp4 import LAYERS, MS, floors  # noqa: E402
 
 from nvfp4bench import numerics  # noqa: E402
 from nvfp4bench.kernels import cuda_nvfp4 as cn  # noqa: E402
+from nvfp4bench.kernels.tuning import time_graph  # noqa: E402
 
 
-def bench(fn, rep_ms: float, cold: bool = False) -> float:
+def cold_l2_median(fn, rep_ms: float) -> float:
+    """Median ms of fn with L2 flushed before each call (triton's do_bench)."""
     import triton.testing
 
     fn()
-    if cold:
-        return float(triton.testing.do_bench(fn, rep=rep_ms, return_mode="median"))
-    return float(triton.testing.do_bench_cudagraph(fn, rep=rep_ms, return_mode="median"))
+    return float(triton.testing.do_bench(fn, rep=rep_ms, return_mode="median"))
 
 
 def copy_bandwidth(rep_ms: float) -> float:
     """bytes read + written per second of a 512 MiB device-to-device copy."""
     src = torch.empty(256 * 2**20, dtype=torch.bfloat16, device="cuda").normal_()
     dst = torch.empty_like(src)
-    ms = bench(lambda: dst.copy_(src), rep_ms)
+    ms = time_graph(lambda: dst.copy_(src), rep_ms)
     return 2 * src.numel() * 2 / (ms * 1e-3)
 
 
@@ -129,20 +129,22 @@ def time_row(args, a, w, b, bw_copy: float, log) -> dict:
         return gemm(a_packed, a_scales, weight, gs, out)
 
     row = {"M": M, "N": N, "K": K, "config": str(gemm.config)}
-    row["bf16_us"] = bench(bf16, args.rep_ms) * 1e3
-    row["gemm_us"] = bench(gemm_only, args.rep_ms) * 1e3
-    row["q+gemm_us"] = bench(quant_gemm, args.rep_ms) * 1e3
-    row["quant_us"] = bench(partial(cn.quantize_nvfp4, a, 16, gs, out=q_buf), args.rep_ms) * 1e3
+    row["bf16_us"] = time_graph(bf16, args.rep_ms) * 1e3
+    row["gemm_us"] = time_graph(gemm_only, args.rep_ms) * 1e3
+    row["q+gemm_us"] = time_graph(quant_gemm, args.rep_ms) * 1e3
+    row["quant_us"] = (
+        time_graph(partial(cn.quantize_nvfp4, a, 16, gs, out=q_buf), args.rep_ms) * 1e3
+    )
     if args.triton:
         from nvfp4bench.kernels import triton_nvfp4 as tn
 
         cfg = tn.tuned_gemm_config(a_packed, a_scales, b_packed, b_scales)
         triton_gemm = partial(tn.nvfp4_gemm, a_packed, a_scales, b_packed, b_scales, gs,
                               out=out, config=cfg)  # fmt: skip
-        row["triton_us"] = bench(triton_gemm, args.rep_ms) * 1e3
+        row["triton_us"] = time_graph(triton_gemm, args.rep_ms) * 1e3
     if args.cold_l2 and M <= 64:
-        row["bf16_cold_us"] = bench(bf16, args.rep_ms, cold=True) * 1e3
-        row["gemm_cold_us"] = bench(gemm_only, args.rep_ms, cold=True) * 1e3
+        row["bf16_cold_us"] = cold_l2_median(bf16, args.rep_ms) * 1e3
+        row["gemm_cold_us"] = cold_l2_median(gemm_only, args.rep_ms) * 1e3
     fl = floors(M, N, K)
     row["x_bf16"] = row["bf16_us"] / row["gemm_us"]
     row["q+gemm_x_bf16"] = row["bf16_us"] / row["q+gemm_us"]
@@ -190,7 +192,7 @@ def main() -> None:
     for M in args.quant_ms:
         x = torch.randn(M, 8192, generator=gen, device=dev).to(torch.bfloat16)
         for r in (None, *cn.HAD_SIZES):
-            us = bench(partial(cn.quantize_nvfp4, x, r, gs), args.rep_ms) * 1e3
+            us = time_graph(partial(cn.quantize_nvfp4, x, r, gs), args.rep_ms) * 1e3
             log(f"quantize M={M} K=8192 had={r}: {us:.1f} us, "
                 f"{2.5625 * x.numel() / (us * 1e-6) / bw_copy:.2f} x copy bandwidth")  # fmt: skip
     rows = []

@@ -33,6 +33,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from nvfp4bench.kernels.tuning import forget, time_graph
+
 LAYERS = {  # Llama-3.3-70B, TP1: (N, K) of the fused linears
     "qkv": (10240, 8192),
     "o": (8192, 8192),
@@ -56,25 +58,19 @@ def floors(M: int, N: int, K: int) -> dict[str, float]:
     return {"bf16": bf16, "gemm": fp4, "quant": quant, "quant+gemm": fp4 + quant}
 
 
-def bench(fn, rep_ms: float) -> float:
-    import triton.testing
-
-    return float(triton.testing.do_bench_cudagraph(fn, rep=rep_ms, return_mode="median"))
-
-
 def measure_floors(rep_ms: float) -> dict[str, float]:
     n = 1 << 28  # 512 MiB of bf16
     src = torch.randn(n, device="cuda", dtype=torch.bfloat16)
     dst = torch.empty_like(src)
-    ms = bench(lambda: dst.copy_(src), rep_ms)
+    ms = time_graph(lambda: dst.copy_(src), rep_ms)
     copy_bw = 2 * n * 2 / (ms * 1e-3)
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    ms = bench(lambda: a @ b, rep_ms)
+    ms = time_graph(lambda: a @ b, rep_ms)
     flops = 2 * 8192**3 / (ms * 1e-3)
     w = torch.randn(8192, 28672, device="cuda", dtype=torch.bfloat16)
     x = torch.randn(1, 28672, device="cuda", dtype=torch.bfloat16)
-    ms = bench(lambda: F.linear(x, w), rep_ms)
+    ms = time_graph(lambda: F.linear(x, w), rep_ms)
     gemv_bw = w.numel() * 2 / (ms * 1e-3)
     return {"copy_TBps": copy_bw / 1e12, "bf16_TFLOPs": flops / 1e12, "gemv_TBps": gemv_bw / 1e12}
 
@@ -133,7 +129,7 @@ def quant_sweep(rep_ms: float, log) -> None:
             kw = dict(block_elems=block_elems, num_warps=warps, programs_per_sm=per_sm,
                       num_stages=stages)  # fmt: skip
             try:
-                ms = bench(lambda kw=kw, r=r: quantize_nvfp4(x, r, gs, **kw), rep_ms)
+                ms = time_graph(lambda kw=kw, r=r: quantize_nvfp4(x, r, gs, **kw), rep_ms)
             except Exception as error:  # noqa: BLE001
                 log(f"quant r={r} {kw}: FAILED {type(error).__name__}: {str(error)[:100]}")
                 continue
@@ -161,9 +157,8 @@ def bench_row(M: int, N: int, K: int, weights, args):
     a_q, a_s = tk.quantize_nvfp4(a, args.had_size, gs)
     q_buf = (torch.empty_like(a_q), torch.empty_like(a_s))
     out = torch.empty(M, N, device="cuda", dtype=torch.bfloat16)
-    if args.tune_verbose:
-        tk._TUNED.pop((tk._m_bucket(M), N, K, "cuda"), None)
-        tk._TUNED_QUANT.clear()
+    if args.tune_verbose:  # tune again in this process (NVFP4BENCH_RETUNE=1: not from disk)
+        forget()
     cfg = tk.tuned_gemm_config(a_q, a_s, b_q, b_s, verbose=args.tune_verbose, log=args.log)
     qcfg = tk.tuned_quant_config(a, args.had_size, verbose=args.tune_verbose, log=args.log)
 
@@ -184,10 +179,10 @@ def bench_row(M: int, N: int, K: int, weights, args):
         cfg = tk.GemmConfig(cfg, regs=k.n_regs, spills=k.n_spills, smem=k.metadata.shared)
     rel, mism = sample_check(out, a_q, a_s, b_q, b_s, M)
     times = {
-        "bf16": bench(lambda: F.linear(a, b_bf16), args.rep_ms),
-        "gemm": bench(gemm, args.rep_ms),
-        "quant+gemm": bench(quant_gemm, args.rep_ms),
-        "quant": bench(quant, args.rep_ms),
+        "bf16": time_graph(lambda: F.linear(a, b_bf16), args.rep_ms),
+        "gemm": time_graph(gemm, args.rep_ms),
+        "quant+gemm": time_graph(quant_gemm, args.rep_ms),
+        "quant": time_graph(quant, args.rep_ms),
     }
     return times, rel, mism, cfg, qcfg
 

@@ -1,13 +1,17 @@
 """The pipeline's own sweep of one shape on the GPU, for the scripts that time it under two timing
-settings side by side (warm_vs_cold_l2.py, adaptive_vs_fixed.py)."""
+settings side by side (warm_vs_cold_l2.py, adaptive_vs_fixed.py, pipeline_vs_direct.py)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
+from nvfp4bench import config as cfg
 from nvfp4bench.sweep import SweepSettings, run_shape
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def add_arguments(
@@ -20,17 +24,24 @@ def add_arguments(
     parser.add_argument("--rep-ms", type=float, default=rep_ms)
 
 
+def settings(
+    N: int, K: int, batch_sizes: list[int], providers: list[str], **timing
+) -> SweepSettings:
+    """A bench job's settings for (N, K) on the GPU at had size 16: the config's defaults (the
+    schema's) but for these `timing` keys (timing.method, rep_ms, stopping, ...)."""
+    config = {
+        "models": ["(one shape)"],  # required by the schema, unused by a bench job
+        "tp_sizes": [1],
+        "had_sizes": [16],
+        "batch_sizes": list(batch_sizes),
+        "providers": list(providers),
+        "timing": timing,
+    }
+    cfg.check_schema(config, SCHEMA)
+    return SweepSettings.from_params(N, K, cfg.bench_params(config, "cuda"))
+
+
 def sweep(args: argparse.Namespace, **timing) -> pd.DataFrame:
-    """Bench rows of args.shape (had 16) with the given timing settings (SweepSettings fields)."""
+    """Bench rows of args.shape with the given timing settings (config names) and --rep-ms."""
     N, K = args.shape
-    settings = SweepSettings(
-        N=N,
-        K=K,
-        batch_sizes=tuple(args.ms),
-        had_sizes=(16,),
-        providers=tuple(args.providers),
-        device="cuda",
-        rep_ms=args.rep_ms,
-        **timing,
-    )
-    return run_shape(settings)
+    return run_shape(settings(N, K, args.ms, args.providers, rep_ms=args.rep_ms, **timing))

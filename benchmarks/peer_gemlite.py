@@ -14,16 +14,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import triton.testing
+from bench_triton_nvfp4 import LAYERS
 
 from nvfp4bench.io import write_tsv
+from nvfp4bench.kernels.tuning import time_graph
 from nvfp4bench.providers import get_provider
-
-LAYERS = {"qkv": (10240, 8192), "o": (8192, 8192), "gate_up": (57344, 8192), "down": (8192, 28672)}
-
-
-def median_ms(fn, rep_ms: float) -> float:
-    return float(triton.testing.do_bench_cudagraph(fn, rep=rep_ms, return_mode="median"))
 
 
 def main() -> None:
@@ -46,10 +41,10 @@ def main() -> None:
         for M in args.ms:
             x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
             x16 = x.to(torch.float16)
-            bf16 = median_ms(lambda x=x, w=w: F.linear(x, w), args.rep_ms)
-            peer = median_ms(lambda x16=x16, g=gemlite: g(x16), args.rep_ms)
+            bf16 = time_graph(lambda x=x, w=w: F.linear(x, w), args.rep_ms)
+            peer = time_graph(lambda x16=x16, g=gemlite: g(x16), args.rep_ms)
             prepared = ours.prepare(x, w, None)
-            nvfp4 = median_ms(prepared.run, args.rep_ms)
+            nvfp4 = time_graph(prepared.run, args.rep_ms)
             rows.append(
                 dict(
                     layer=layer,

@@ -1,7 +1,8 @@
 """Check the pipeline's numbers on a GPU, in the same process/run as the pipeline's own results.
 
 1. BF16: for every torch-bf16 row of a results folder, time F.linear with
-   triton.testing.do_bench_cudagraph called directly (as the seed does), print both TFLOP/s.
+   triton.testing.do_bench_cudagraph called directly (as vLLM's bench_nvfp4_qutlass.py does),
+   print both TFLOP/s.
 2. Run-to-run spread: sweep one shape twice with the pipeline's own sweep and compare per row.
 
     python benchmarks/pipeline_vs_direct.py --results results/nvidia-h100-80gb-hbm3 \
@@ -17,9 +18,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import triton.testing
+from one_shape_sweep import settings
 
 from nvfp4bench.io import read_bench, write_tsv
-from nvfp4bench.sweep import SweepSettings, run_shape
+from nvfp4bench.sweep import run_shape
 from nvfp4bench.timing import QUANTILES, tflops
 
 
@@ -55,16 +57,8 @@ def direct_bf16(results: Path, rep_ms: float) -> pd.DataFrame:
 
 
 def run_to_run(N: int, K: int, batch_sizes: list[int], providers: list[str], rep_ms: float):
-    settings = SweepSettings(
-        N=N,
-        K=K,
-        batch_sizes=tuple(batch_sizes),
-        had_sizes=(16,),
-        providers=tuple(providers),
-        device="cuda",
-        rep_ms=rep_ms,
-    )
-    first, second = run_shape(settings), run_shape(settings)
+    shape = settings(N, K, batch_sizes, providers, rep_ms=rep_ms)
+    first, second = run_shape(shape), run_shape(shape)
     keys = ["provider", "had_size", "M"]
     merged = first.merge(second, on=keys, suffixes=("_1", "_2"))
     merged = merged[(merged["status_1"] == "ok") & (merged["status_2"] == "ok")]

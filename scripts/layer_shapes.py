@@ -1,6 +1,6 @@
 from nvfp4bench.io import write_tsv
+from nvfp4bench.models import model_shapes
 from nvfp4bench.rulescript import logged
-from nvfp4bench.shapes import model_shapes
 
 with logged(snakemake):
     table = model_shapes(snakemake.params.model_id, int(snakemake.wildcards.tp))

@@ -1,16 +1,68 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from nvfp4bench import config as cfg
+from nvfp4bench.numerics import HAD_SIZES
+from nvfp4bench.sweep import SweepSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def default_config() -> dict:
-    return yaml.safe_load((ROOT / "config.yaml").read_text())
+    """config.yaml with the schema's defaults filled in, as the workflow sees it."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg.check_schema(config, SCHEMA)
+    return config
+
+
+def _defaults(schema: dict, path: str = "") -> dict[str, object]:
+    """'timing.rep_ms' -> 200: every default the schema writes."""
+    found = {}
+    for key, sub in schema.get("properties", {}).items():
+        if "default" in sub and sub.get("type") != "object":
+            found[path + key] = sub["default"]
+        found.update(_defaults(sub, f"{path}{key}."))
+    return found
+
+
+def _settings(config: dict, path: str = "") -> set[str]:
+    keys = set()
+    for key, value in config.items():
+        keys |= _settings(value, f"{path}{key}.") if isinstance(value, dict) else {path + key}
+    return keys
+
+
+def test_each_default_is_written_once_in_the_schema():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    written = _settings(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    defaults = _defaults(schema)
+    assert "timing.rep_ms" in defaults and "accuracy.device" in defaults
+    assert not written & set(defaults), "config.yaml repeats a default of the schema"
+    assert written == set(schema["required"])
+    assert set(defaults) | written == _settings(default_config())
+
+
+def test_the_schema_allows_exactly_the_kernels_had_sizes():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert tuple(schema["properties"]["had_sizes"]["items"]["enum"]) == HAD_SIZES
+
+
+def test_a_bench_job_builds_its_settings_from_the_params_by_name():
+    params = cfg.bench_params(default_config(), "cuda")
+    fields = {field.name for field in dataclasses.fields(SweepSettings)}
+    assert fields == {"N", "K", *params}
+    settings = SweepSettings.from_params(8192, 1024, params)
+    assert settings.batch_sizes == tuple(params["batch_sizes"])
+    assert (settings.rep_ms, settings.seed) == (params["rep_ms"], params["seed"])
+    # Unset, the kernel tuner keeps its own default; set, it is a bench param like any other.
+    assert settings.tuning_rep_ms is None
+    config = default_config()
+    config["timing"]["tuning_rep_ms"] = 20
+    assert cfg.bench_params(config, "cuda")["tuning_rep_ms"] == 20
 
 
 def test_default_config_reproduces_the_seed():

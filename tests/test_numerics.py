@@ -408,6 +408,7 @@ def test_to_blocked_offsets(rows, cols):
         for col in range(cols):
             r, c = row % 128, col % 4
             off = ((row // 128) * Cb + col // 4) * 512 + (r % 32) * 16 + (r // 32) * 4 + c
+            assert nm.swizzled_offset(row, col, Cb) == off
             expect[off] = row * cols + col + 1
     assert flat == expect  # placement and zero padding
     assert torch.equal(nm.from_blocked(blocked, rows, cols), vals)

@@ -1,11 +1,16 @@
 """The provider registry: gating by device and capability, and each provider's own reference."""
 
+import types
+
 import pytest
 import torch
+import torch.nn.functional as F
+from test_sweep import settings
 
+from nvfp4bench import config, providers, sweep
 from nvfp4bench.numerics import relative_error
-from nvfp4bench.providers import PROVIDERS, availability, get_provider
-from nvfp4bench.providers import base as provider_base
+from nvfp4bench.providers import PROVIDERS, availability, get_provider, requirements
+from nvfp4bench.providers.base import Prepared, Provider
 
 SEED_PROVIDERS = ["torch-bf16", "nvfp4", "nvfp4-noquant"]
 TRITON_PROVIDERS = ["nvfp4-triton", "nvfp4-triton-noquant"]
@@ -41,9 +46,9 @@ def test_on_cpu_only_bf16_runs_and_the_rest_say_why():
 def test_capability_gates(monkeypatch, capability, cutlass_ok, triton_ok, cuda_ok):
     from nvfp4bench.providers import cuda_nvfp4
 
-    monkeypatch.setattr(provider_base, "compute_capability", lambda device: capability)
-    cutlass = provider_base.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
-    triton = provider_base.needs_cuda_capability((8, 0))
+    monkeypatch.setattr(requirements, "compute_capability", lambda device: capability)
+    cutlass = requirements.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
+    triton = requirements.needs_cuda_capability((8, 0))
     device = torch.device("cuda")
     assert (cutlass(device) is None) == cutlass_ok
     assert (triton(device) is None) == triton_ok
@@ -56,8 +61,8 @@ def test_capability_gates(monkeypatch, capability, cutlass_ok, triton_ok, cuda_o
 
 @pytest.mark.parametrize("capability", [(10, 0), (12, 0)])
 def test_blackwell_passes_the_capability_gate(monkeypatch, capability):
-    monkeypatch.setattr(provider_base, "compute_capability", lambda device: capability)
-    check = provider_base.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
+    monkeypatch.setattr(requirements, "compute_capability", lambda device: capability)
+    check = requirements.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
     assert check(torch.device("cuda")) is None
 
 
@@ -100,3 +105,54 @@ def test_cutlass_provider_refuses_shapes_its_kernels_do_not_check(N, K, had_size
         else:
             with pytest.raises(ValueError, match=message):
                 get_provider(name).prepare(a, b, had_size)
+
+
+def test_availability_is_the_first_reason_a_check_gives():
+    calls = []
+
+    def passes(device):
+        calls.append("passes")
+
+    def broken_import(device):
+        raise ImportError("no module named 'fp4lib'\nmore detail")
+
+    check = requirements.first_reason(
+        lambda device: calls.append("cheap"), requirements.loads("fp4lib not importable", passes)
+    )
+    assert check(torch.device("cpu")) is None and calls == ["cheap", "passes"]
+    check = requirements.first_reason(
+        requirements.loads("fp4lib not importable", broken_import), lambda device: 1 / 0
+    )
+    reason = check(torch.device("cpu"))
+    assert reason == "fp4lib not importable: ImportError: no module named 'fp4lib'"
+
+
+def test_a_provider_is_one_module_plus_one_registry_line(monkeypatch):
+    """A throwaway provider in a module of its own: with that module in the registry's list, the
+    config accepts it and the sweep plans its rows and measures them under the contract."""
+    module = types.ModuleType("fp32_provider")
+
+    def prepare(a, b, had_size):
+        a32, b32 = a.float(), b.float()
+        reference = lambda rows, cols: a[rows].double() @ b[cols].double().T  # noqa: E731
+        return Prepared(run=lambda: F.linear(a32, b32), reference=reference, tolerance=1e-5)
+
+    module.PROVIDERS = [
+        Provider("test-fp32", "F.linear in fp32", False, lambda device: None, prepare)
+    ]
+    with pytest.raises(config.ConfigError, match="unknown provider 'test-fp32'"):
+        config.check_providers({"providers": ["test-fp32"]})
+
+    monkeypatch.setattr(providers, "_FAMILIES", [*providers._FAMILIES, module])  # the line
+    monkeypatch.setattr(providers, "PROVIDERS", providers._load())
+    config.check_providers({"providers": ["torch-bf16", "test-fp32"]})
+    shape = settings(providers=("test-fp32",))
+    keys = sweep.plan(shape)
+    assert [(key.provider, key.had_size, key.M) for key in keys] == [
+        ("test-fp32", None, M) for M in shape.batch_sizes
+    ]
+    device = torch.device("cpu")
+    weight = torch.randn(shape.N, shape.K).to(torch.bfloat16)
+    row, replace_worker = sweep._measure(shape, get_provider("test-fp32"), keys[-1], weight, device)
+    assert row["status"] == "ok" and not replace_worker, row["reason"]
+    assert row["check_rel_err"] < 1e-5 and row["ms_median"] > 0

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from nvfp4bench.models import bundled_models, load_model_config
-from nvfp4bench.shapes import LayerShape, ShapeError, layer_shapes, model_shapes, unique_shapes
+from nvfp4bench import shapes
+from nvfp4bench.models import ModelConfigError, bundled_models, load_model_config, model_shapes
+from nvfp4bench.shapes import LayerShape, ShapeError, layer_shapes, unique_shapes
 
 
 @pytest.fixture(autouse=True)
@@ -448,3 +450,66 @@ def test_unique_shapes_empty():
     assert list(u.columns) == ["N", "K", "users"] and len(u) == 0
     u = unique_shapes([model_shapes("meta-llama/Llama-3-8b", 1).iloc[0:0]])
     assert len(u) == 0
+
+
+# --- model families ---------------------------------------------------------------------------
+
+
+def test_each_model_type_has_one_family_known_to_transformers():
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    types = [t for family in shapes.FAMILIES for t in family.model_types]
+    assert len(types) == len(set(types)), "a model type in two families"
+    assert all(t in CONFIG_MAPPING for t in types), "a model type transformers cannot load"
+    assert all(shapes.family_of(t).required_keys for t in types)
+
+
+@pytest.mark.parametrize("model_id", sorted(bundled_models()))
+def test_a_family_requires_every_key_its_extractor_needs(model_id, monkeypatch):
+    """The keys that reading a bundled model's layers needs are the keys its config.json must
+    state: a key read but not required could come silently from a transformers default."""
+    needed = set()
+    read = shapes.Extractor.dim
+
+    def recording(self, field, *, optional=False):
+        if not optional:
+            needed.add(field)
+        return read(self, field, optional=optional)
+
+    monkeypatch.setattr(shapes.Extractor, "dim", recording)
+    config = load_model_config(model_id)
+    layer_shapes(config, model_id, 1)
+    assert needed <= set(shapes.family_of(config.model_type).required_keys)
+
+
+def _toy_extract(ex: shapes.Extractor) -> None:
+    """A throwaway family: the dense layers, and the MLP twice per decoder layer."""
+    ex.gqa_attention()
+    ex.mlp("", ex.dim("intermediate_size"), 2 * ex.dim("num_hidden_layers"))
+
+
+def test_a_model_family_is_one_table_entry_plus_its_extractor(tmp_path, monkeypatch):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    raw = {"model_type": "olmo", "hidden_size": 256, "intermediate_size": 512,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 3}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ShapeError, match="model_type 'olmo' is not supported"):
+        model_shapes(str(folder), 1)
+
+    toy = shapes.ModelFamily(
+        frozenset({"olmo"}), ("hidden_size", "intermediate_size", "num_hidden_layers"), _toy_extract
+    )
+    monkeypatch.setattr(shapes, "FAMILIES", (*shapes.FAMILIES, toy))
+    got = model_shapes(str(folder), 2).set_index("layer")[["N", "K", "count"]].T.to_dict("list")
+    assert got == {
+        "qkv_proj": [(2 + 2 * 1) * 64, 256, 3],
+        "o_proj": [256, 128, 3],
+        "gate_up_proj": [512, 256, 6],
+        "down_proj": [256, 256, 6],
+    }
+    # Its required keys are checked when the config is loaded.
+    del raw["intermediate_size"]
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelConfigError, match="no 'intermediate_size' \\(needed for olmo"):
+        model_shapes(str(folder), 1)

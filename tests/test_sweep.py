@@ -1,21 +1,29 @@
+import dataclasses
+from pathlib import Path
+
 import pandas as pd
 
+from nvfp4bench import config as cfg
 from nvfp4bench.io import BENCH_COLUMNS
 from nvfp4bench.sweep import SweepSettings, plan, run_shape
 
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
 
 def settings(**overrides):
-    base = dict(
-        N=256,
-        K=512,
-        batch_sizes=(1, 4, 16),
-        had_sizes=(16, 32),
-        providers=("torch-bf16",),
-        device="cpu",
-        rep_ms=5.0,
-    )
-    base.update(overrides)
-    return SweepSettings(**base)
+    """A CPU sweep of 256 x 512 with the config's defaults, as a bench job gets it."""
+    config = {
+        "models": ["unused"],
+        "tp_sizes": [1],
+        "had_sizes": [16, 32],
+        "batch_sizes": [1, 4, 16],
+        "providers": ["torch-bf16"],
+        "device": "cpu",
+        "cpu": {"rep_ms": 5.0},
+    }
+    cfg.check_schema(config, SCHEMA)
+    base = SweepSettings.from_params(256, 512, cfg.bench_params(config, "cpu"))
+    return dataclasses.replace(base, **overrides)
 
 
 def by_key(frame: pd.DataFrame) -> dict:

@@ -81,7 +81,9 @@ def test_cpu_timer_stops_by_its_rule(monkeypatch, stopping):
     step = 2.0**-9 * 1000  # 1.953125 ms per call: exact in binary, so the sums are exact
     clock = FakeClock([step] * 10_000)
     monkeypatch.setattr(timing.time, "perf_counter", clock.perf_counter)
-    timed = timing.time_call(clock.work, torch.device("cpu"), "cudagraph", 100.0, 0.0, stopping)
+    timed = timing.time_call(
+        clock.work, torch.device("cpu"), "cudagraph", 100.0, 0.0, stopping, max_noise=0.005
+    )
     if stopping == "adaptive":  # stable from the start: the minimum samples and time
         expected = max(timing.MIN_SAMPLES, math.ceil(timing.MIN_MS / step))
     else:  # rep_ms of calls
@@ -92,4 +94,6 @@ def test_cpu_timer_stops_by_its_rule(monkeypatch, stopping):
 
 def test_unknown_stopping_rule_is_refused():
     with pytest.raises(ValueError, match="'sometimes'"):
-        timing.time_call(lambda: None, torch.device("cpu"), "cudagraph", 1.0, 0.0, "sometimes")
+        timing.time_call(
+            lambda: None, torch.device("cpu"), "cudagraph", 1.0, 0.0, "sometimes", max_noise=0.005
+        )

@@ -108,11 +108,6 @@ def test_quantize_swizzled_and_linear_agree(gen, had_size):
                        lin.cpu().view(torch.uint8))  # fmt: skip
 
 
-@pytest.mark.parametrize("had_size", [16, 32, 64, 128])
-def test_kernel_hadamard_is_the_reference(had_size):
-    assert torch.equal(tk.hadamard_bf16(had_size), nm.hadamard_matrix(had_size, torch.bfloat16))
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
 def test_quantize_candidates_agree(gen):

@@ -42,9 +42,17 @@ def test_fastest_names_the_last_error_when_nothing_ran(fake_timer):
         tuning.fastest(["x", "y"], build, label="M=7")
 
 
-def test_a_choice_is_remembered_on_disk_per_key(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_memory(tmp_path, monkeypatch):
+    """An empty on-disk memory and no tuned choice in this process."""
     monkeypatch.setenv("NVFP4BENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("NVFP4BENCH_RETUNE", raising=False)
+    tuning.forget()
+    yield tmp_path
+    tuning.forget()
+
+
+def test_a_choice_is_remembered_per_key_in_the_process_and_on_disk(fresh_memory, monkeypatch):
     calls = []
 
     def choose(value):
@@ -56,25 +64,59 @@ def test_a_choice_is_remembered_on_disk_per_key(tmp_path, monkeypatch):
 
     key = {"gpu": "test", "M": 16, "N": 256, "K": 512}
     assert tuning.remembered(key, choose("first")) == {"config": "first", "ms": 0.5}
-    # A new process would find it: nothing is tuned again for the same key...
+    # The same process asks again: nothing is tuned or read.
+    (path,) = (fresh_memory / "tuning").glob("*.json")
+    path.unlink()
     assert tuning.remembered(dict(key), choose("second"))["config"] == "first"
-    # ...but another problem size, or NVFP4BENCH_RETUNE, tunes (and the latter overwrites).
-    assert tuning.remembered(dict(key, M=32), choose("third"))["config"] == "third"
+    assert not path.exists()
+    tuning.forget()
+    assert tuning.remembered(dict(key), choose("third"))["config"] == "third"
+    # A new process finds it on disk: nothing is tuned again for the same key...
+    tuning.forget()
+    assert tuning.remembered(dict(key), choose("fourth"))["config"] == "third"
+    # ...but another problem size, another time per candidate or NVFP4BENCH_RETUNE tunes (and
+    # the last overwrites).
+    assert tuning.remembered(dict(key, M=32), choose("fifth"))["config"] == "fifth"
+    with tuning.tuning_rep_ms_set_to(tuning.REP_MS * 4):
+        assert tuning.tuning_rep_ms() == tuning.REP_MS * 4
+        assert tuning.remembered(key, choose("sixth"))["config"] == "sixth"
+    assert tuning.tuning_rep_ms() == tuning.REP_MS
     monkeypatch.setenv("NVFP4BENCH_RETUNE", "1")
-    assert tuning.remembered(key, choose("fourth"))["config"] == "fourth"
+    tuning.forget()
+    assert tuning.remembered(key, choose("seventh"))["config"] == "seventh"
     monkeypatch.delenv("NVFP4BENCH_RETUNE")
-    assert tuning.remembered(key, choose("fifth"))["config"] == "fourth"
-    assert calls == ["first", "third", "fourth"]
-    assert len(list((tmp_path / "tuning").glob("*.json"))) == 2
+    tuning.forget()
+    assert tuning.remembered(key, choose("eighth"))["config"] == "seventh"
+    assert calls == ["first", "third", "fifth", "sixth", "seventh"]
+    assert len(list((fresh_memory / "tuning").glob("*.json"))) == 3
 
 
-def test_an_unreadable_memory_is_tuned_again(tmp_path, monkeypatch):
-    monkeypatch.setenv("NVFP4BENCH_CACHE", str(tmp_path))
+def test_an_unreadable_memory_is_tuned_again(fresh_memory):
     key = {"gpu": "test"}
     tuning.remembered(key, lambda: 1)
-    (path,) = (tmp_path / "tuning").glob("*.json")
+    (path,) = (fresh_memory / "tuning").glob("*.json")
     path.write_text("{not json")
+    tuning.forget()
     assert tuning.remembered(key, lambda: 2) == 2
+
+
+def test_forget_empties_every_process_cache():
+    first, second = tuning.process_cache("test a"), tuning.process_cache("test b")
+    first["x"], second["y"] = 1, 2
+    assert tuning.process_cache("test a") is first
+    tuning.forget()
+    assert first == {} and second == {}
+
+
+def test_fastest_times_each_candidate_for_the_tuning_rep_ms(monkeypatch):
+    timed_for = []
+    monkeypatch.setattr(tuning, "time_graph", lambda call, rep_ms: timed_for.append(rep_ms) or 1.0)
+    tuning.fastest(["a"], lambda name: lambda: None)
+    with tuning.tuning_rep_ms_set_to(12.5):
+        tuning.fastest(["a"], lambda name: lambda: None)
+    with tuning.tuning_rep_ms_set_to(None):
+        tuning.fastest(["a"], lambda name: lambda: None, rep_ms=3.0)
+    assert timed_for == [tuning.REP_MS, 12.5, 3.0]
 
 
 def test_the_cuda_choice_survives_the_round_trip():

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+from snakemake.utils import validate
 
 
 class ConfigError(ValueError):
@@ -38,12 +39,14 @@ def _coerce(value, schema: dict):
 
 
 def check_schema(config: dict, schema_path: str | Path) -> None:
-    """Fix command-line string types in place, then raise ConfigError with one line for the
-    most relevant schema violation."""
+    """Fix command-line string types in place, raise ConfigError with one line for the most
+    relevant schema violation, then fill in the schema's defaults (Snakemake's ``validate``): the
+    schema is the one place a default is written."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     config.update(_coerce(dict(config), schema))
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
+        validate(config, str(Path(schema_path).resolve()), set_default=True)
         return
     if error.validator == "additionalProperties":
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
@@ -75,7 +78,8 @@ def batch_sizes(config: dict, device: str) -> list[int]:
 
 
 def bench_params(config: dict, device: str) -> dict:
-    """Everything a bench job's result depends on (a change re-runs the bench jobs)."""
+    """Everything a bench job's result depends on (a change re-runs the bench jobs), named as the
+    fields of ``sweep.SweepSettings``."""
     timing = config["timing"]
     return {
         "batch_sizes": batch_sizes(config, device),
@@ -90,6 +94,8 @@ def bench_params(config: dict, device: str) -> dict:
         "warmup_ms": timing["warmup_ms"]
         if timing["method"] == "cold-l2" and device != "cpu"
         else None,
+        # Unset: the tuner's own default.
+        "tuning_rep_ms": timing.get("tuning_rep_ms"),
         "row_timeout_s": timing["row_timeout_s"],
         "seed": timing["seed"],
     }
@@ -112,10 +118,12 @@ def model_key(model: str) -> str:
 
 
 def check_models(config: dict) -> list[tuple[str, int, str]]:
-    """Every model loads; K must suit NVFP4 blocks of 16. Returns the (model, tp, reason) pairs
+    """Every model loads; K must suit NVFP4 scale blocks. Returns the (model, tp, reason) pairs
     whose layers a TP size cannot split: those are skipped, the rest runs (an error only when
     nothing is left)."""
-    from .shapes import TPSplitError, model_shapes
+    from .models import model_shapes
+    from .numerics import BLOCK
+    from .shapes import TPSplitError
 
     keys = {}
     skipped = []
@@ -129,12 +137,12 @@ def check_models(config: dict) -> list[tuple[str, int, str]]:
             except TPSplitError as error:
                 skipped.append((model, tp, str(error)))
                 continue
-            bad = table[table["K"] % 16 != 0]
+            bad = table[table["K"] % BLOCK != 0]
             if len(bad):
                 row = bad.iloc[0]
                 raise ConfigError(
                     f"{model}: {row['layer']} at tp={row['tp']} has K={row['K']}, "
-                    "not a multiple of 16 (the NVFP4 scale block)"
+                    f"not a multiple of {BLOCK} (the NVFP4 scale block)"
                 )
     if len(skipped) == len(config["models"]) * len(config["tp_sizes"]):
         raise ConfigError(f"config: no model splits over any TP size; first: {skipped[0][2]}")

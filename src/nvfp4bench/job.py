@@ -14,21 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def run_bench_job(N: int, K: int, params: dict, tsv_path: str, env_path: str) -> None:
-    settings = SweepSettings(
-        N=N,
-        K=K,
-        batch_sizes=tuple(params["batch_sizes"]),
-        had_sizes=tuple(params["had_sizes"]),
-        providers=tuple(params["providers"]),
-        device=params["device"],
-        timing_method=params["timing_method"],
-        rep_ms=params["rep_ms"],
-        stopping=params["stopping"],
-        max_noise=params["max_noise"],
-        warmup_ms=params["warmup_ms"],
-        row_timeout_s=params["row_timeout_s"],
-        seed=params["seed"],
-    )
+    settings = SweepSettings.from_params(N, K, params)
     # Take a GPU before anything initialises CUDA in this process: the slot sets
     # CUDA_VISIBLE_DEVICES, which the workers inherit.
     use_slot = settings.device == "cuda" and not scheduler_assigned_gpus()

@@ -20,43 +20,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import transformers
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from .shapes import DENSE_TYPES
+from .shapes import NULLABLE_KEYS, family_of, layer_shapes, shapes_frame
 
 BUNDLED_DIR: Path = Path(__file__).resolve().parent / "model_configs"
 CONFIG_NAME = "config.json"
-
-# config.json keys the shape extraction needs, per model_type. transformers fills a missing key
-# with its class default (for example Llama-2-7B's intermediate_size, or DeepSeek-V2's
-# q_lora_rank=1536 where V2-Lite has none), which would give plausible but wrong shapes, so a
-# config that lacks one is refused at load time instead. Other model types are loaded unchecked.
-_ATTENTION_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers")
-_DENSE_KEYS = (*_ATTENTION_KEYS, "intermediate_size")
-_MLA_KEYS = (
-    *_ATTENTION_KEYS,
-    "q_lora_rank",  # may be null (DeepSeek-V2-Lite), but must be stated
-    "kv_lora_rank",
-    "qk_nope_head_dim",
-    "qk_rope_head_dim",
-    "v_head_dim",
-    "moe_intermediate_size",
-    "n_routed_experts",
-    "n_shared_experts",
-    "first_k_dense_replace",
-    "num_experts_per_tok",
-)
-REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
-    # Mixtral's experts use intermediate_size, like a dense MLP.
-    **{mt: _DENSE_KEYS for mt in DENSE_TYPES},
-    "mixtral": (*_DENSE_KEYS, "num_local_experts", "num_experts_per_tok"),
-    "qwen2_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts", "num_experts_per_tok"),
-    "qwen3_moe": (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts", "num_experts_per_tok"),
-    "deepseek_v2": _MLA_KEYS,
-    "deepseek_v3": _MLA_KEYS,
-}
 
 
 class ModelConfigError(ValueError):
@@ -95,6 +67,11 @@ def load_model_config(model_id: str) -> PretrainedConfig:
         raise ModelConfigError(
             f"{model_id}: transformers could not load {folder / CONFIG_NAME}: {_one_line(e)}"
         ) from e
+
+
+def model_shapes(model_id: str, tp: int) -> pd.DataFrame:
+    """The layer shapes (``shapes.layer_shapes``) of ``model_id`` on one of ``tp`` ranks."""
+    return shapes_frame(layer_shapes(load_model_config(model_id), model_id, tp))
 
 
 # --- lookup -----------------------------------------------------------------------------------
@@ -225,8 +202,11 @@ def _check_no_remote_code(model_id: str, raw: dict[str, Any]) -> None:
 
 
 def _check_required_keys(model_id: str, raw: dict[str, Any]) -> None:
-    for key in REQUIRED_KEYS.get(raw["model_type"], ()):
-        if key not in raw or (raw[key] is None and key != "q_lora_rank"):
+    """The keys the shape extractor of this model type needs (``shapes.FAMILIES``) are stated;
+    a type with no family is refused later, by the shape extraction."""
+    family = family_of(raw["model_type"])
+    for key in family.required_keys if family else ():
+        if key not in raw or (raw[key] is None and key not in NULLABLE_KEYS):
             raise ModelConfigError(
                 f"{model_id}: config.json has no {key!r} (needed for {raw['model_type']} shapes)"
             )

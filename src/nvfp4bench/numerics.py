@@ -36,6 +36,7 @@ __all__ = [
     "dequantize_nvfp4",
     "to_blocked",
     "from_blocked",
+    "swizzled_offset",
     "check_shape",
     "relative_error",
 ]
@@ -206,12 +207,24 @@ def _blocked_dims(rows: int, cols: int) -> tuple[int, int]:
     return -(-rows // 128), -(-cols // 4)
 
 
+def swizzled_offset(row, col, col_blocks):
+    """The flat offset of scale (row, col) in the cuBLAS / CUTLASS block-scaling layout, whose
+    padded [ceil(rows/128)*128, 4*col_blocks] tensor holds 128 x 4 tiles of 512 scales, each
+    stored as 32 rows x (4 row groups x 4 columns).
+
+    Plain arithmetic on non-negative values, so that ints, torch tensors and Triton tensors (the
+    Triton quantizer compiles this very function) all compute it."""
+    tile = (row // 128) * col_blocks + col // 4
+    return tile * 512 + (row % 32) * 16 + ((row % 128) // 32) * 4 + col % 4
+
+
 def to_blocked(scales: torch.Tensor) -> torch.Tensor:
     """Swizzle 2-D scales [rows, cols] into the cuBLAS / CUTLASS block-scaling layout.
 
     Returns a 2-D tensor [ceil(rows/128)*128, ceil(cols/4)*4] of the same dtype whose flat
-    (row-major) order is the swizzled order, zero-padded: scale (row, col) lands at flat offset
-    ``((row//128)*Cb + col//4)*512 + (row%32)*16 + ((row%128)//32)*4 + col%4`` with Cb = padded/4.
+    (row-major) order is the swizzled order, zero-padded: scale (row, col) lands at
+    ``swizzled_offset(row, col, ceil(cols/4))``. Built by reshaping (as vLLM's ``to_blocked``),
+    not from that formula, so each checks the other.
     """
     if scales.dim() != 2:
         raise ValueError(f"to_blocked needs a 2-D [rows, cols] tensor, got {scales.dim()}-D")

@@ -7,18 +7,19 @@ M (tokens) is the benchmark's sweep axis; N and K come from the model config and
 * row-parallel linears (o_proj, down_proj) split K by tp;
 * replicated linears (DeepSeek's kv_a_proj_with_mqa / fused_qkv_a_proj) are not split.
 
-Families (vLLM module names; fused where vLLM fuses):
+``FAMILIES`` says which ``model_type``s are supported: per family, its model types, the
+config.json keys it needs and its extractor. The layers (vLLM module names; fused where vLLM
+fuses):
 
-* dense GQA (llama, mistral, qwen2, qwen3, cohere, cohere2, gemma, gemma2, phi3, granite):
-  qkv_proj, o_proj, gate_up_proj, down_proj. QKVParallelLinear replicates KV heads when
+* dense GQA: qkv_proj, o_proj, gate_up_proj, down_proj. QKVParallelLinear replicates KV heads when
   tp > num_key_value_heads (one KV head per rank, tp % kv == 0), else splits them (kv % tp == 0).
-* MoE (mixtral, qwen2_moe, qwen3_moe, deepseek): vLLM's FusedMoE without expert parallelism
+* MoE (Mixtral, Qwen-MoE, DeepSeek): vLLM's FusedMoE without expert parallelism
   splits every expert's intermediate dim by tp: experts.gate_up_proj N = 2*I/tp,
   experts.down_proj K = I/tp. Shared experts (DeepSeek, Qwen2-MoE) are a dense MLP sharded like
   one: shared_experts.gate_up_proj / shared_experts.down_proj. Layers that are not MoE
   (DeepSeek's first_k_dense_replace, Qwen's mlp_only_layers / decoder_sparse_step) add the
   dense gate_up_proj / down_proj with intermediate_size.
-* MLA (deepseek_v2, deepseek_v3), as vLLM's DeepseekV2MLAAttention: with q_lora_rank,
+* MLA (DeepSeek-V2/V3), as vLLM's DeepseekV2MLAAttention: with q_lora_rank,
   fused_qkv_a_proj (replicated, N = q_lora_rank + kv_lora_rank + qk_rope_head_dim) then
   q_b_proj (column, K = q_lora_rank); without it, q_proj (column) and kv_a_proj_with_mqa
   (replicated, N = kv_lora_rank + qk_rope_head_dim). kv_b_proj is column-parallel with
@@ -32,8 +33,9 @@ Routers/gates (N = number of experts, or 1) and lm_head are not part of the tabl
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -42,23 +44,6 @@ COLUMNS = ["model", "tp", "layer", "N", "K", "count"]
 # What unique_shapes needs (tables written before `count` existed still work).
 KEY_COLUMNS = ["model", "tp", "layer", "N", "K"]
 UNIQUE_COLUMNS = ["N", "K", "users"]
-
-DENSE_TYPES = frozenset(
-    {
-        "llama",
-        "mistral",
-        "qwen2",
-        "qwen3",
-        "cohere",
-        "cohere2",
-        "gemma",
-        "gemma2",
-        "phi3",
-        "granite",
-    }
-)
-MOE_TYPES = frozenset({"mixtral", "qwen2_moe", "qwen3_moe"})
-MLA_TYPES = frozenset({"deepseek_v2", "deepseek_v3"})
 
 _MISSING = object()
 
@@ -92,32 +77,16 @@ def layer_shapes(config: Any, model_id: str, tp: int) -> list[LayerShape]:
     routed experts.
     """
     tp = _check_tp(model_id, tp)
-    ex = _Extractor(config, model_id, tp)
     model_type = getattr(config, "model_type", None)
-    if model_type in DENSE_TYPES:
-        ex.gqa_attention()
-        ex.mlp("", ex.dim("intermediate_size"), ex.dim("num_hidden_layers"))
-    elif model_type in MOE_TYPES:
-        ex.gqa_attention()
-        ex.qwen_style_moe(model_type)
-    elif model_type in MLA_TYPES:
-        ex.mla_attention()
-        ex.deepseek_moe()
-    else:
-        supported = ", ".join(sorted(DENSE_TYPES | MOE_TYPES | MLA_TYPES))
+    family = family_of(model_type)
+    if family is None:
+        supported = ", ".join(sorted(t for f in FAMILIES for t in f.model_types))
         raise ShapeError(
             f"{model_id}: model_type {model_type!r} is not supported (supported: {supported})"
         )
-    return ex.result()
-
-
-def model_shapes(model_id: str, tp: int) -> pd.DataFrame:
-    """:func:`layer_shapes` of ``model_id`` (config via :func:`models.load_model_config`)."""
-    from nvfp4bench.models import load_model_config
-
-    tp = _check_tp(model_id, tp)
-    shapes = layer_shapes(load_model_config(model_id), model_id, tp)
-    return shapes_frame(shapes)
+    extractor = Extractor(config, model_id, tp)
+    family.extract(extractor)
+    return extractor.result()
 
 
 def shapes_frame(shapes: Iterable[LayerShape]) -> pd.DataFrame:
@@ -127,7 +96,7 @@ def shapes_frame(shapes: Iterable[LayerShape]) -> pd.DataFrame:
 
 
 def unique_shapes(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """One row per distinct (N, K) over ``tables`` (frames of :func:`model_shapes`), sorted by
+    """One row per distinct (N, K) over ``tables`` (frames of ``models.model_shapes``), sorted by
     (N, K), with ``users``: the sorted, "; "-joined "model:layer" that have it, suffixed "@tpX"
     where tp > 1."""
     frames = [t for t in tables if len(t)]
@@ -169,7 +138,10 @@ def _check_tp(model_id: str, tp: Any) -> int:
     return int(tp)
 
 
-class _Extractor:
+class Extractor:
+    """Reads one model config and collects its layer shapes on one rank: the checked config
+    fields (``dim``, ``count``), the TP split (``split``) and the blocks that families share."""
+
     def __init__(self, config: Any, model_id: str, tp: int):
         self.config = config
         self.model = model_id
@@ -260,12 +232,10 @@ class _Extractor:
         token visits num_experts_per_tok of them per MoE layer."""
         self.mlp("experts.", intermediate, moe_layers * self.dim("num_experts_per_tok"))
 
-    def qwen_style_moe(self, model_type: str) -> None:
+    def qwen_moe(self, *, shared_experts: bool) -> None:
+        """Routed experts on the layers Qwen-MoE makes sparse, a dense MLP on the others, and
+        (Qwen2-MoE) one shared expert per MoE layer."""
         layers = self.dim("num_hidden_layers")
-        if model_type == "mixtral":
-            self.dim("num_local_experts")
-            self.experts(self.dim("intermediate_size"), layers)
-            return
         num_experts = self.dim("num_experts")
         sparse_step = self.count("decoder_sparse_step", 1) or 1
         mlp_only = set(getattr(self.config, "mlp_only_layers", None) or [])
@@ -276,7 +246,7 @@ class _Extractor:
         moe_layers = sum(is_moe)
         if not all(is_moe):
             self.mlp("", self.dim("intermediate_size"), layers - moe_layers)
-        if model_type == "qwen2_moe":
+        if shared_experts:
             shared = self.count("shared_expert_intermediate_size", 0)
             if shared and any(is_moe):
                 self.mlp("shared_experts.", shared, moe_layers)
@@ -324,3 +294,94 @@ class _Extractor:
             if n_shared:
                 self.mlp("shared_experts.", n_shared * moe_inter, moe_layers)
             self.experts(moe_inter, moe_layers)
+
+
+# --- families ---------------------------------------------------------------------------------
+
+
+def _dense(ex: Extractor) -> None:
+    ex.gqa_attention()
+    ex.mlp("", ex.dim("intermediate_size"), ex.dim("num_hidden_layers"))
+
+
+def _mixtral(ex: Extractor) -> None:
+    ex.gqa_attention()
+    ex.dim("num_local_experts")
+    ex.experts(ex.dim("intermediate_size"), ex.dim("num_hidden_layers"))
+
+
+def _qwen_moe(ex: Extractor, *, shared_experts: bool) -> None:
+    ex.gqa_attention()
+    ex.qwen_moe(shared_experts=shared_experts)
+
+
+def _deepseek(ex: Extractor) -> None:
+    ex.mla_attention()
+    ex.deepseek_moe()
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Model types whose layers are derived alike. `required_keys`: the config.json keys the
+    extractor needs. transformers fills a missing key with its class default (for example
+    Llama-2-7B's intermediate_size, or DeepSeek-V2's q_lora_rank=1536 where V2-Lite has none),
+    which would give plausible but wrong shapes, so a config that lacks one is refused when it is
+    loaded (``models.load_model_config``). `extract` adds the layers of one decoder layer."""
+
+    model_types: frozenset[str]
+    required_keys: tuple[str, ...]
+    extract: Callable[[Extractor], None]
+
+
+_ATTENTION_KEYS = ("hidden_size", "num_attention_heads", "num_hidden_layers")
+_DENSE_KEYS = (*_ATTENTION_KEYS, "intermediate_size")
+_QWEN_MOE_KEYS = (*_ATTENTION_KEYS, "moe_intermediate_size", "num_experts", "num_experts_per_tok")
+_MLA_KEYS = (
+    *_DENSE_KEYS,  # intermediate_size: the MLP of the first_k_dense_replace layers
+    "q_lora_rank",  # may be null (DeepSeek-V2-Lite), but must be stated
+    "kv_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "moe_intermediate_size",
+    "n_routed_experts",
+    "n_shared_experts",
+    "first_k_dense_replace",
+    "num_experts_per_tok",
+)
+# Required keys that may be null.
+NULLABLE_KEYS = frozenset({"q_lora_rank"})
+
+# The supported model types: a type is supported by its entry here, and only here.
+FAMILIES: tuple[ModelFamily, ...] = (
+    ModelFamily(
+        frozenset(
+            {
+                "llama",
+                "mistral",
+                "qwen2",
+                "qwen3",
+                "cohere",
+                "cohere2",
+                "gemma",
+                "gemma2",
+                "phi3",
+                "granite",
+            }
+        ),  # fmt: skip
+        _DENSE_KEYS,
+        _dense,
+    ),
+    # Mixtral's experts use intermediate_size, like a dense MLP.
+    ModelFamily(
+        frozenset({"mixtral"}), (*_DENSE_KEYS, "num_local_experts", "num_experts_per_tok"), _mixtral
+    ),
+    ModelFamily(frozenset({"qwen2_moe"}), _QWEN_MOE_KEYS, partial(_qwen_moe, shared_experts=True)),
+    ModelFamily(frozenset({"qwen3_moe"}), _QWEN_MOE_KEYS, partial(_qwen_moe, shared_experts=False)),
+    ModelFamily(frozenset({"deepseek_v2", "deepseek_v3"}), _MLA_KEYS, _deepseek),
+)
+
+
+def family_of(model_type: str | None) -> ModelFamily | None:
+    """The family of `model_type`, None if it is not supported."""
+    return next((f for f in FAMILIES if model_type in f.model_types), None)

@@ -17,30 +17,43 @@ import torch
 
 from . import envinfo, timing
 from .io import BENCH_COLUMNS
+from .kernels.tuning import tuning_rep_ms_set_to
 from .providers import availability, get_provider
 
 # Sent by a worker after an error that may have poisoned its CUDA context: start a fresh one.
 _RESTART = "restart"
 
 
+# Size of the sample of output rows x columns checked against the float64 reference.
+CHECK_ROWS = 64
+CHECK_COLS = 256
+
+
 @dataclass(frozen=True)
 class SweepSettings:
+    """One shape's sweep. Every field but N and K is a bench param of the same name
+    (``config.bench_params``); the defaults are the config schema's, none are written here."""
+
     N: int
     K: int
     batch_sizes: tuple[int, ...]
     had_sizes: tuple[int, ...]
     providers: tuple[str, ...]
     device: str  # resolved: "cpu" or "cuda"
-    timing_method: str = "cudagraph"
-    rep_ms: float = 200.0
-    stopping: str = "fixed"
-    max_noise: float = 0.005
-    warmup_ms: float | None = None  # cold-L2 timing only
-    row_timeout_s: float = 600.0
-    seed: int = 0
-    # Size of the sample of output rows x columns checked against the float64 reference.
-    check_rows: int = 64
-    check_cols: int = 256
+    timing_method: str
+    rep_ms: float
+    stopping: str
+    max_noise: float
+    warmup_ms: float | None  # cold-L2 timing only
+    tuning_rep_ms: float | None  # None: the kernel tuner's default
+    row_timeout_s: float
+    seed: int
+
+    @classmethod
+    def from_params(cls, N: int, K: int, params: dict) -> SweepSettings:
+        """The settings of shape (N, K) from a bench job's params, field by field."""
+        fields = {name: tuple(v) if isinstance(v, list) else v for name, v in params.items()}
+        return cls(N=N, K=K, **fields)
 
 
 @dataclass(frozen=True)
@@ -173,13 +186,14 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
     try:
         a = torch.randn(key.M, settings.K, generator=generator, device=device).to(torch.bfloat16)
         try:
-            prepared = provider.prepare(a, weight, key.had_size)
+            with tuning_rep_ms_set_to(settings.tuning_rep_ms):
+                prepared = provider.prepare(a, weight, key.had_size)
         except ValueError as error:  # the provider does not support this input
             return _row(settings, key, "skipped", str(error)), False
         out = prepared.run()
         check = torch.Generator().manual_seed(settings.seed)
-        rows = _sample(key.M, settings.check_rows, check)
-        cols = _sample(settings.N, settings.check_cols, check)
+        rows = _sample(key.M, CHECK_ROWS, check)
+        cols = _sample(settings.N, CHECK_COLS, check)
         expected = prepared.reference(rows.to(device), cols.to(device))
         error = relative_error(out[rows.to(device)][:, cols.to(device)], expected)
         if not error <= prepared.tolerance:  # NaN fails too

@@ -1,4 +1,4 @@
-"""Timing one call: the seed's CUDA-graph timer (warm L2), a cold-L2 timer, or wall clock on CPU;
+"""Timing one call: vLLM's CUDA-graph timer (warm L2), a cold-L2 timer, or wall clock on CPU;
 stopping after a fixed time (as vLLM's benchmark) or once the median is stable (adaptive)."""
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ def time_call(
     method: str,
     rep_ms: float,
     warmup_ms: float | None,
-    stopping: str = "fixed",
-    max_noise: float = 0.005,
+    stopping: str,
+    max_noise: float,
 ) -> Timed:
     """Time fn(). `fixed`: triton's timers with `rep_ms` as vLLM's benchmark calls them (on the CPU
     wall clock for `rep_ms`); `adaptive`: until ``should_stop``, at most as long as fixed would

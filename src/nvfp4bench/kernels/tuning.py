@@ -1,10 +1,13 @@
 """Choosing a kernel configuration by timing: the median timer and the pick-the-fastest loop that
-the Triton and CUDA kernels share, and the on-disk memory of past choices.
+the Triton and CUDA kernels share, and the memory of past choices.
 
 Tuned choices and compiled CUDA kernels live under ``cache_root()``: ``$NVFP4BENCH_CACHE`` if set,
 else ``~/.cache/nvfp4bench``. A choice is remembered per GPU model, compute capability, torch and
-Triton versions, kernel source and problem size, so a re-run (after ``rm results/*/bench/*``,
-say) times no candidates. ``NVFP4BENCH_RETUNE=1`` tunes again and overwrites what is remembered.
+Triton versions, kernel source, problem size and the time spent on each candidate
+(``tuning_rep_ms()``), so a re-run (after ``rm results/*/bench/*``, say) times no candidates.
+``NVFP4BENCH_RETUNE=1`` tunes again and overwrites what is remembered. Within a process every
+in-memory cache of the kernels is a ``process_cache``; ``forget()`` empties them all (tests, or a
+benchmark that tunes again).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +25,40 @@ from ..io import write_json
 
 Candidate = TypeVar("Candidate")
 Choice = TypeVar("Choice")
+
+# Milliseconds of CUDA-graph replays that time one candidate, where the config's
+# timing.tuning_rep_ms is unset (the sweep sets it around each provider's prepare).
+REP_MS = 5.0
+_rep_ms: ContextVar[float] = ContextVar("tuning_rep_ms", default=REP_MS)
+
+_PROCESS_CACHES: dict[str, dict] = {}
+
+
+def tuning_rep_ms() -> float:
+    """The time each candidate is timed for, here and now."""
+    return _rep_ms.get()
+
+
+@contextmanager
+def tuning_rep_ms_set_to(rep_ms: float | None) -> Iterator[None]:
+    """Tune with `rep_ms` per candidate inside the block (None: ``REP_MS``)."""
+    token = _rep_ms.set(REP_MS if rep_ms is None else rep_ms)
+    try:
+        yield
+    finally:
+        _rep_ms.reset(token)
+
+
+def process_cache(name: str) -> dict:
+    """This process's cache called `name` (tuned choices, constant tensors): every one lives
+    here, so that ``forget()`` empties them all."""
+    return _PROCESS_CACHES.setdefault(name, {})
+
+
+def forget() -> None:
+    """Empty every process cache: the next call tunes (or reads the disk) and builds again."""
+    for cache in _PROCESS_CACHES.values():
+        cache.clear()
 
 
 def cache_root() -> Path:
@@ -45,9 +84,12 @@ def device_key(device) -> dict:
     }
 
 
-def source_hash(path: str | Path) -> str:
-    """A kernel source's fingerprint: an edited kernel is tuned again."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def source_hash(*paths: str | Path) -> str:
+    """Kernel sources' fingerprint: an edited kernel is tuned again."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def remembered(
@@ -57,20 +99,28 @@ def remembered(
     encode: Callable[[Choice], object] = lambda choice: choice,
     decode: Callable[[object], Choice] = lambda stored: stored,
 ) -> Choice:
-    """``choose()``'s result for ``key``, computed once and kept on disk (JSON, one file per key,
-    written atomically so concurrent bench jobs never read half a file)."""
+    """``choose()``'s result for ``key`` and the current ``tuning_rep_ms()``, computed once: kept
+    for this process and on disk (JSON, one file per key, written atomically so concurrent bench
+    jobs never read half a file)."""
+    key = {**key, "rep_ms": tuning_rep_ms()}
     text = json.dumps(key, sort_keys=True)
+    in_memory = process_cache("tuned")
+    if text in in_memory:
+        return in_memory[text]
     folder = cache_root() / "tuning"
     path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.json"
+    choice = None
     if not os.environ.get("NVFP4BENCH_RETUNE") and path.exists():
         try:
             stored = json.loads(path.read_text())
             if stored["key"] == key:
-                return decode(stored["choice"])
+                choice = decode(stored["choice"])
         except (ValueError, KeyError, TypeError):
             pass  # unreadable or from another layout: tune again
-    choice = choose()
-    write_json({"key": key, "choice": encode(choice)}, path)
+    if choice is None:
+        choice = choose()
+        write_json({"key": key, "choice": encode(choice)}, path)
+    in_memory[text] = choice
     return choice
 
 
@@ -87,14 +137,16 @@ def fastest(
     candidates: Iterable[Candidate],
     build: Callable[[Candidate], Callable[[], object]],
     *,
-    rep_ms: float = 5.0,
+    rep_ms: float | None = None,
     label: str = "",
     log: Callable[[str], object] | None = None,
 ) -> tuple[Candidate, Callable[[], object], float]:
-    """(candidate, its call, median ms) of the fastest candidate, timed with ``time_graph``.
+    """(candidate, its call, median ms) of the fastest candidate, each timed with ``time_graph``
+    for `rep_ms` (None: ``tuning_rep_ms()``).
 
     ``build(candidate)`` returns the call to time; a candidate whose build or run raises (does not
     fit, fails to compile) is skipped. Raises RuntimeError naming the last error if none ran."""
+    rep_ms = tuning_rep_ms() if rep_ms is None else rep_ms
     best = None
     last_error = "no candidates"
     for candidate in candidates:

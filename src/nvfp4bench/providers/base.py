@@ -53,6 +53,36 @@ class Provider:
     prepare: Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]
 
 
+def nvfp4_pair(
+    name: str,
+    *,
+    description: str,
+    noquant_description: str,
+    unavailable_reason: Callable[[torch.device], str | None],
+    make_prepare: Callable[[bool], Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]],
+) -> list[Provider]:
+    """The two providers of one NVFP4 implementation: `name` rotates and quantizes the activation
+    inside the timed call, then runs the GEMM (timed per Hadamard size); `name`-noquant times the
+    GEMM alone on an activation quantized beforehand (once per batch size).
+    ``make_prepare(quantize_activation)`` builds each one's ``prepare``."""
+    return [
+        Provider(
+            name=name,
+            description=description,
+            uses_had_size=True,
+            unavailable_reason=unavailable_reason,
+            prepare=make_prepare(True),
+        ),
+        Provider(
+            name=f"{name}-noquant",
+            description=noquant_description,
+            uses_had_size=False,
+            unavailable_reason=unavailable_reason,
+            prepare=make_prepare(False),
+        ),
+    ]
+
+
 def nvfp4_product_reference(
     a_packed: torch.Tensor,
     a_scales: torch.Tensor,
@@ -70,31 +100,3 @@ def nvfp4_product_reference(
         return a_dq @ b_dq.T * alpha
 
     return reference
-
-
-def compute_capability(device: torch.device) -> tuple[int, int] | None:
-    if device.type != "cuda":
-        return None
-    return torch.cuda.get_device_capability(device)
-
-
-def needs_cuda_capability(
-    minimum: tuple[int, int], allowed_majors: tuple[int, ...] | None = None
-) -> Callable[[torch.device], str | None]:
-    """An availability check on the CUDA compute capability."""
-
-    def check(device: torch.device) -> str | None:
-        cap = compute_capability(device)
-        if cap is None:
-            wanted = f"{minimum[0]}.{minimum[1]}"
-            return f"needs a CUDA GPU (compute capability >= {wanted}); ran on {device.type}"
-        if cap < minimum or (allowed_majors is not None and cap[0] not in allowed_majors):
-            wanted = (
-                "/".join(f"{m}.x" for m in allowed_majors)
-                if allowed_majors
-                else f">= {minimum[0]}.{minimum[1]}"
-            )
-            return f"needs compute capability {wanted}; this GPU is {cap[0]}.{cap[1]}"
-        return None
-
-    return check

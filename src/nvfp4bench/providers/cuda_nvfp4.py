@@ -16,13 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import (
-    NOQUANT_HAD_SIZE,
-    Prepared,
-    Provider,
-    needs_cuda_capability,
-    nvfp4_product_reference,
-)
+from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .requirements import first_reason, loads, needs_cuda_capability
 
 # Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 512
 # tokens (at 1024 Triton's planes GEMM beats it on every Llama-3.3-70B layer; at 512 each wins on
@@ -34,32 +29,32 @@ TRITON_GEMM_MIN_M = 65
 _capability_check = needs_cuda_capability((8, 9))
 
 
-def _unavailable_reason(device: torch.device) -> str | None:
-    reason = _capability_check(device)
-    if reason:
-        return reason
-    try:
-        from ..kernels import cuda_nvfp4
+def _compile_a_kernel(device: torch.device) -> None:
+    """cuda-python and NVRTC are there and compile for this GPU."""
+    from ..kernels import cuda_nvfp4
 
-        cuda_nvfp4.compile_variant(cuda_nvfp4.QUANT_VARIANTS[0], cuda_nvfp4.device_arch(device))
-    except Exception as error:  # cuda-python or NVRTC missing, or a compile error
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return f"NVRTC kernels unavailable: {type(error).__name__}: {first}"
-    return None
+    cuda_nvfp4.compile_variant(cuda_nvfp4.QUANT_VARIANTS[0], cuda_nvfp4.device_arch(device))
+
+
+_unavailable_reason = first_reason(
+    _capability_check, loads("NVRTC kernels unavailable", _compile_a_kernel)
+)
 
 
 def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
     """The timed GEMM for these operands: (callable(packed, scales) -> out, kernel label)."""
     from ..kernels import cuda_nvfp4
     from ..kernels.triton_nvfp4 import nvfp4_gemm, tuned_gemm_config
-    from ..kernels.tuning import time_graph
+    from ..kernels.tuning import time_graph, tuning_rep_ms
 
     M, device = a_packed.shape[0], a_packed.device
     alpha = torch.ones(1, dtype=torch.float32, device=device)
     choices = []  # (median ms, callable, label)
     if M <= CUDA_GEMM_MAX_M:
         weight = cuda_nvfp4.permute_weight(b_packed, b_scales)
-        cuda_gemm, ms = cuda_nvfp4.tune_gemm(a_packed, a_scales, weight, N, K, alpha)
+        cuda_gemm, ms = cuda_nvfp4.tune_gemm(
+            a_packed, a_scales, weight, N, K, alpha, rep_ms=tuning_rep_ms()
+        )
 
         def run_cuda(packed, scales):
             return cuda_gemm(packed, scales, weight, alpha, out)
@@ -71,7 +66,7 @@ def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
         def run_triton(packed, scales):
             return nvfp4_gemm(packed, scales, b_packed, b_scales, alpha, out=out, config=config)
 
-        ms = time_graph(lambda: run_triton(a_packed, a_scales), 5.0) if choices else 0.0
+        ms = time_graph(lambda: run_triton(a_packed, a_scales), tuning_rep_ms()) if choices else 0.0
         choices.append((ms, run_triton, f"triton {config!r}"))
     _, run, label = min(choices, key=lambda choice: choice[0])
     return run, label
@@ -112,20 +107,11 @@ def _make_prepare(quantize_activation: bool):
     return prepare
 
 
-PROVIDERS = [
-    Provider(
-        name="nvfp4-cuda",
-        description="CUDA (NVRTC) Hadamard + NVFP4 quantize, then a Marlin-style W4A4 GEMM "
-        "(mma.sync or wgmma, fp16); Triton GEMM where faster (M > 64)",
-        uses_had_size=True,
-        unavailable_reason=_unavailable_reason,
-        prepare=_make_prepare(quantize_activation=True),
-    ),
-    Provider(
-        name="nvfp4-cuda-noquant",
-        description="CUDA (NVRTC) W4A4 GEMM on a pre-quantized activation (had 16 when unset)",
-        uses_had_size=False,
-        unavailable_reason=_unavailable_reason,
-        prepare=_make_prepare(quantize_activation=False),
-    ),
-]
+PROVIDERS = nvfp4_pair(
+    "nvfp4-cuda",
+    description="CUDA (NVRTC) Hadamard + NVFP4 quantize, then a Marlin-style W4A4 GEMM "
+    "(mma.sync or wgmma, fp16); Triton GEMM where faster (M > 64)",
+    noquant_description="CUDA (NVRTC) W4A4 GEMM on a pre-quantized activation (had 16 when unset)",
+    unavailable_reason=_unavailable_reason,
+    make_prepare=_make_prepare,
+)

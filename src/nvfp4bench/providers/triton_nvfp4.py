@@ -1,8 +1,8 @@
-"""NVFP4 + Hadamard in Triton for GPUs without FP4 tensor cores (Hopper, Ampere+): issue 4.
+"""NVFP4 + Hadamard in Triton for GPUs without FP4 tensor cores (Hopper, Ampere+).
 
 Kernels: ``nvfp4bench.kernels.triton_nvfp4`` (fused rotate + quantize; W4A4 GEMM decoding E2M1 x
 E4M3 to fp16 for the tensor cores, a GEMV path and split-K for small M). Global scales are 1
-(alpha = 1), as the seed's vLLM benchmark uses them. The weight is quantized once in prepare
+(alpha = 1), as vLLM's bench_nvfp4_qutlass.py uses them. The weight is quantized once in prepare
 with the same Hadamard size; the GEMM and quantize configurations are tuned once per shape in
 prepare (small candidate spaces, like triton.autotune) so the timed call does no tuning.
 
@@ -16,28 +16,21 @@ from __future__ import annotations
 
 import torch
 
-from .base import (
-    NOQUANT_HAD_SIZE,
-    Prepared,
-    Provider,
-    needs_cuda_capability,
-    nvfp4_product_reference,
-)
+from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .requirements import first_reason, loads, needs_cuda_capability
 
 _capability_check = needs_cuda_capability((8, 0))
 
 
-def _unavailable_reason(device: torch.device) -> str | None:
-    reason = _capability_check(device)
-    if reason:
-        return reason
-    try:
-        import triton  # noqa: F401
+def _import_kernels(device: torch.device) -> None:
+    import triton  # noqa: F401
 
-        from ..kernels import triton_nvfp4  # noqa: F401
-    except Exception as error:  # ImportError, or a triton that fails to load
-        return f"triton not importable: {type(error).__name__}: {error}"
-    return None
+    from ..kernels import triton_nvfp4  # noqa: F401
+
+
+_unavailable_reason = first_reason(
+    _capability_check, loads("triton not importable", _import_kernels)
+)
 
 
 def _make_prepare(quantize_activation: bool):
@@ -82,19 +75,10 @@ def _make_prepare(quantize_activation: bool):
     return prepare
 
 
-PROVIDERS = [
-    Provider(
-        name="nvfp4-triton",
-        description="Triton fused Hadamard + NVFP4 quantize, then Triton W4A4 GEMM (fp16 MMA)",
-        uses_had_size=True,
-        unavailable_reason=_unavailable_reason,
-        prepare=_make_prepare(quantize_activation=True),
-    ),
-    Provider(
-        name="nvfp4-triton-noquant",
-        description="Triton W4A4 GEMM on a pre-quantized activation (had 16 when unset)",
-        uses_had_size=False,
-        unavailable_reason=_unavailable_reason,
-        prepare=_make_prepare(quantize_activation=False),
-    ),
-]
+PROVIDERS = nvfp4_pair(
+    "nvfp4-triton",
+    description="Triton fused Hadamard + NVFP4 quantize, then Triton W4A4 GEMM (fp16 MMA)",
+    noquant_description="Triton W4A4 GEMM on a pre-quantized activation (had 16 when unset)",
+    unavailable_reason=_unavailable_reason,
+    make_prepare=_make_prepare,
+)

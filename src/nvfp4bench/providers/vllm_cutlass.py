@@ -1,4 +1,4 @@
-"""The seed's Blackwell path: qutlass `fusedQuantizeNv` + vLLM's CUTLASS NVFP4 GEMM.
+"""vLLM's Blackwell path: qutlass `fusedQuantizeNv` + vLLM's CUTLASS NVFP4 GEMM.
 
 These are the exact calls of vLLM's benchmarks/kernels/bench_nvfp4_qutlass.py. They need compute
 capability 10.x/12.x, CUDA >= 12.8 and vLLM built with them; anywhere else the rows are skipped
@@ -9,35 +9,35 @@ from __future__ import annotations
 
 import torch
 
-from .base import (
-    NOQUANT_HAD_SIZE,
-    Prepared,
-    Provider,
-    needs_cuda_capability,
-    nvfp4_product_reference,
-)
-
-_capability_check = needs_cuda_capability((10, 0), allowed_majors=(10, 12))
+from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .requirements import first_reason, loads, needs_cuda_capability
 
 
-def _unavailable_reason(device: torch.device) -> str | None:
-    reason = _capability_check(device)
-    if reason:
-        return reason
-    try:
-        from vllm import _custom_ops as ops
-        from vllm._custom_ops import fusedQuantizeNv  # noqa: F401
-        from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
-    except Exception as error:  # ImportError, or a vLLM build without these ops
-        return f"vLLM with qutlass ops not importable: {type(error).__name__}: {error}"
+def _import_ops(device: torch.device) -> None:
+    from vllm import _custom_ops  # noqa: F401
+    from vllm._custom_ops import fusedQuantizeNv  # noqa: F401
+    from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
+
+
+def _fp4_gemm_built(device: torch.device) -> str | None:
+    from vllm import _custom_ops as ops
+
     major, minor = torch.cuda.get_device_capability(device)
     if not ops.cutlass_scaled_mm_supports_fp4(major * 10 + minor):
         return f"this vLLM build has no CUTLASS FP4 GEMM for capability {major}.{minor}"
     return None
 
 
+_unavailable_reason = first_reason(
+    needs_cuda_capability((10, 0), allowed_majors=(10, 12)),
+    loads("vLLM with qutlass ops not importable", _import_ops),
+    _fp4_gemm_built,
+)
+
+
 def _quantize(x: torch.Tensor, hadamard: torch.Tensor, global_scale: torch.Tensor):
-    """fusedQuantizeNv + swizzle, as the seed does: (packed, linear scales, swizzled scales)."""
+    """fusedQuantizeNv + swizzle, as bench_nvfp4_qutlass.py does: (packed, linear and swizzled
+    scales)."""
     from vllm._custom_ops import fusedQuantizeNv
     from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked
 
@@ -89,19 +89,10 @@ def _make_prepare(quantize_activation: bool):
     return prepare
 
 
-PROVIDERS = [
-    Provider(
-        name="nvfp4",
-        description="qutlass fusedQuantizeNv (Hadamard + NVFP4 quantize) + CUTLASS FP4 GEMM, vLLM",
-        uses_had_size=True,
-        unavailable_reason=_unavailable_reason,
-        prepare=_make_prepare(quantize_activation=True),
-    ),
-    Provider(
-        name="nvfp4-noquant",
-        description="CUTLASS FP4 GEMM on a pre-quantized activation, vLLM",
-        uses_had_size=False,
-        unavailable_reason=_unavailable_reason,
-        prepare=_make_prepare(quantize_activation=False),
-    ),
-]
+PROVIDERS = nvfp4_pair(
+    "nvfp4",
+    description="qutlass fusedQuantizeNv (Hadamard + NVFP4 quantize) + CUTLASS FP4 GEMM, vLLM",
+    noquant_description="CUTLASS FP4 GEMM on a pre-quantized activation, vLLM",
+    unavailable_reason=_unavailable_reason,
+    make_prepare=_make_prepare,
+)

@@ -1,0 +1,67 @@
+"""What a provider needs in order to run here: availability checks (a device -> None, or the
+one-line reason its rows are skipped) and ways to combine them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+Check = Callable[[torch.device], str | None]
+
+
+def compute_capability(device: torch.device) -> tuple[int, int] | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def needs_cuda_capability(
+    minimum: tuple[int, int], allowed_majors: tuple[int, ...] | None = None
+) -> Check:
+    """An availability check on the CUDA compute capability."""
+
+    def check(device: torch.device) -> str | None:
+        cap = compute_capability(device)
+        if cap is None:
+            wanted = f"{minimum[0]}.{minimum[1]}"
+            return f"needs a CUDA GPU (compute capability >= {wanted}); ran on {device.type}"
+        if cap < minimum or (allowed_majors is not None and cap[0] not in allowed_majors):
+            wanted = (
+                "/".join(f"{m}.x" for m in allowed_majors)
+                if allowed_majors
+                else f">= {minimum[0]}.{minimum[1]}"
+            )
+            return f"needs compute capability {wanted}; this GPU is {cap[0]}.{cap[1]}"
+        return None
+
+    return check
+
+
+def first_reason(*checks: Check) -> Check:
+    """An availability check made of `checks`, run in order: the first reason one gives, or None
+    when all pass (so that a cheap check spares the costly ones)."""
+
+    def check(device: torch.device) -> str | None:
+        for each in checks:
+            reason = each(device)
+            if reason:
+                return reason
+        return None
+
+    return check
+
+
+def loads(what: str, attempt: Callable[[torch.device], object]) -> Check:
+    """An availability check that calls `attempt(device)` (an import, a compilation): where it
+    raises, the reason is `what`, the exception's type and its first line."""
+
+    def check(device: torch.device) -> str | None:
+        try:
+            attempt(device)
+        except Exception as error:  # ImportError, a library that fails to load, a compile error
+            lines = str(error).strip().splitlines()
+            return f"{what}: {type(error).__name__}: {lines[0] if lines else ''}"
+        return None
+
+    return check
