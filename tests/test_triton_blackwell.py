@@ -27,10 +27,13 @@ from nvfp4bench import numerics
 from nvfp4bench.numerics import HAD_SIZES
 
 pytest.importorskip("triton")
-if torch.cuda.is_available():
-    pytest.skip("the stand-ins patch Triton's interpreter (CPU only)", allow_module_level=True)
 
 from nvfp4bench.kernels import triton_dot_scaled  # noqa: E402
+
+# The provider tests run the kernels in Triton's interpreter, which is set up on the CPU only.
+interpreter = pytest.mark.skipif(
+    torch.cuda.is_available(), reason="patches Triton's interpreter (CPU only)"
+)
 
 # Every had size on a decode shape; a second 128-row block of the activation and two BLOCK_K
 # steps on the larger one. M and N are not multiples of 128 (padded scale rows).
@@ -49,6 +52,7 @@ def blackwell(monkeypatch):
     monkeypatch.setattr(triton_dot_scaled, "_UNSUPPORTED", {})
 
 
+@interpreter
 @pytest.mark.parametrize(
     "name, had_size, shape", CASES, ids=[f"{n}-had{h}-{m}x{n_}x{k}" for n, h, (m, n_, k) in CASES]
 )
@@ -60,6 +64,7 @@ def test_provider_meets_the_contract(blackwell, name, had_size, shape):
     assert row["kernel"] == triton_dot_scaled.describe(K)
 
 
+@interpreter
 def test_a_triton_that_decodes_e4m3_scales_wrongly_gets_the_fp16_kernels(monkeypatch):
     """The interpreter as it is: the kernel's check fails, the row is still right, and says why."""
     capability(monkeypatch, (10, 0))
@@ -71,6 +76,7 @@ def test_a_triton_that_decodes_e4m3_scales_wrongly_gets_the_fp16_kernels(monkeyp
     assert re.search(note + r" wrong\)\)$", row["kernel"]), row["kernel"]
 
 
+@interpreter
 @pytest.mark.parametrize("gpu", [(9, 0), (12, 0)])
 def test_other_gpus_keep_the_fp16_kernels(blackwell, monkeypatch, gpu):
     capability(monkeypatch, gpu)
@@ -79,6 +85,7 @@ def test_other_gpus_keep_the_fp16_kernels(blackwell, monkeypatch, gpu):
     assert row["kernel"].startswith("triton kernel=") and "dot_scaled" not in row["kernel"]
 
 
+@interpreter
 def test_a_k_the_swizzled_scales_cannot_hold_gets_the_fp16_kernels(blackwell):
     row = measure("nvfp4-triton", 5, 96, 288, 32)
     assert row["status"] == "ok", row["reason"]
@@ -107,6 +114,7 @@ MUTATIONS = {
 }  # fmt: skip
 
 
+@interpreter
 @pytest.mark.parametrize("mutation", MUTATIONS)
 def test_a_wrong_launch_fails_the_contract(blackwell, monkeypatch, mutation):
     """The right launch first (it also settles the kernel's own check), then one thing broken; the
