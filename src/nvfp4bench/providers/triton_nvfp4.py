@@ -128,14 +128,16 @@ def _make_prepare(quantize_activation: bool):
 PROVIDERS = [
     Provider(
         name="nvfp4-triton",
-        description="Triton fused Hadamard + NVFP4 quantize, then Triton W4A4 GEMM (fp16 MMA)",
+        description="Triton fused Hadamard + NVFP4 quantize, then Triton W4A4 GEMM (fp16 MMA, "
+        "or tl.dot_scaled on compute capability 10.x)",
         uses_had_size=True,
         unavailable_reason=_unavailable_reason,
         prepare=_make_prepare(quantize_activation=True),
     ),
     Provider(
         name="nvfp4-triton-noquant",
-        description="Triton W4A4 GEMM on a pre-quantized activation (had 16 when unset)",
+        description="Triton W4A4 GEMM (fp16 MMA, or tl.dot_scaled on compute capability 10.x) on "
+        "a pre-quantized activation (had 16 when unset)",
         uses_had_size=False,
         unavailable_reason=_unavailable_reason,
         prepare=_make_prepare(quantize_activation=False),
