@@ -37,18 +37,13 @@ CONFIG = {"block_m": 128, "block_n": 128, "block_k": 256, "num_warps": 4, "num_s
 def _dot_scaled_kernel(
     a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, alpha_ptr,
     M, N, K, stride_cm,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """C[M, N] = alpha * A_dq @ B_dq^T; A, B packed uint8 [rows, K/2], scales swizzled."""
-    pid = tl.program_id(0)
+    # M fastest: the tiles that share a weight tile run together (one read from DRAM).
     num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    pid_m = tl.program_id(0) % num_pid_m
+    pid_n = tl.program_id(0) // num_pid_m
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -153,7 +148,7 @@ def nvfp4_gemm(
     _dot_scaled_kernel[grid](
         a_packed, a_blocked, b_packed, b_blocked, out, alpha.reshape(1).to(torch.float32),
         M, N, K, out.stride(0),
-        BLOCK_M=c["block_m"], BLOCK_N=c["block_n"], BLOCK_K=_block_k(K), GROUP_M=8,
+        BLOCK_M=c["block_m"], BLOCK_N=c["block_n"], BLOCK_K=_block_k(K),
         num_warps=c["num_warps"], num_stages=c["num_stages"],
     )  # fmt: skip
     return out
@@ -210,8 +205,7 @@ def mma_instructions(capability: int) -> set[str]:
     from triton.compiler import ASTSource
 
     c = CONFIG
-    constexprs = {"BLOCK_M": c["block_m"], "BLOCK_N": c["block_n"], "BLOCK_K": c["block_k"],
-                  "GROUP_M": 8}  # fmt: skip
+    constexprs = {"BLOCK_M": c["block_m"], "BLOCK_N": c["block_n"], "BLOCK_K": c["block_k"]}
     signature = {"a_ptr": "*u8", "as_ptr": "*fp8e4nv", "b_ptr": "*u8", "bs_ptr": "*fp8e4nv",
                  "c_ptr": "*bf16", "alpha_ptr": "*fp32", "M": "i32", "N": "i32", "K": "i32",
                  "stride_cm": "i32", **dict.fromkeys(constexprs, "constexpr")}  # fmt: skip
