@@ -13,57 +13,52 @@ from nvfp4bench.providers import PROVIDERS, availability, get_provider, requirem
 from nvfp4bench.providers.base import Prepared, Provider
 
 SEED_PROVIDERS = ["torch-bf16", "nvfp4", "nvfp4-noquant"]
+TORCH_NVFP4_PROVIDERS = ["torch-nvfp4", "torch-nvfp4-noquant"]
 TRITON_PROVIDERS = ["nvfp4-triton", "nvfp4-triton-noquant"]
 CUDA_PROVIDERS = ["nvfp4-cuda", "nvfp4-cuda-noquant"]
+GPU_PROVIDERS = SEED_PROVIDERS[1:] + TORCH_NVFP4_PROVIDERS + TRITON_PROVIDERS + CUDA_PROVIDERS
 
 
-def test_registry_holds_the_seed_and_triton_providers():
-    assert set(SEED_PROVIDERS + TRITON_PROVIDERS) <= set(PROVIDERS)
+def test_registry_holds_the_seed_torch_and_triton_providers():
+    assert set(SEED_PROVIDERS + TORCH_NVFP4_PROVIDERS + TRITON_PROVIDERS) <= set(PROVIDERS)
     assert not get_provider("torch-bf16").uses_had_size
     assert get_provider("nvfp4").uses_had_size and get_provider("nvfp4-triton").uses_had_size
+    assert get_provider("torch-nvfp4").uses_had_size
     assert not get_provider("nvfp4-noquant").uses_had_size
+    assert not get_provider("torch-nvfp4-noquant").uses_had_size
     with pytest.raises(ValueError, match="unknown provider 'nope'"):
         get_provider("nope")
 
 
 def test_on_cpu_only_bf16_runs_and_the_rest_say_why():
-    reasons = availability(SEED_PROVIDERS + TRITON_PROVIDERS + CUDA_PROVIDERS, torch.device("cpu"))
+    reasons = availability(["torch-bf16", *GPU_PROVIDERS], torch.device("cpu"))
     assert reasons["torch-bf16"] is None
-    for name in SEED_PROVIDERS[1:] + TRITON_PROVIDERS + CUDA_PROVIDERS:
+    for name in GPU_PROVIDERS:
         assert "needs a CUDA GPU" in reasons[name] and "ran on cpu" in reasons[name]
 
 
 @pytest.mark.parametrize(
-    "capability, cutlass_ok, triton_ok, cuda_ok",
+    "capability, torch_nvfp4_ok, triton_ok, cuda_ok",
     [
         ((9, 0), False, True, True),
         ((8, 9), False, True, True),
         ((8, 0), False, True, False),
         ((7, 5), False, False, False),
-        ((11, 0), False, True, True),
+        ((11, 0), True, True, True),
     ],
 )
-def test_capability_gates(monkeypatch, capability, cutlass_ok, triton_ok, cuda_ok):
-    from nvfp4bench.providers import cuda_nvfp4
+def test_capability_gates(monkeypatch, capability, torch_nvfp4_ok, triton_ok, cuda_ok):
+    from nvfp4bench.providers import cuda_nvfp4, torch_nvfp4, triton_nvfp4
 
     monkeypatch.setattr(requirements, "compute_capability", lambda device: capability)
-    cutlass = requirements.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
-    triton = requirements.needs_cuda_capability((8, 0))
     device = torch.device("cuda")
-    assert (cutlass(device) is None) == cutlass_ok
-    assert (triton(device) is None) == triton_ok
+    assert (torch_nvfp4._capability_check(device) is None) == torch_nvfp4_ok
+    assert (triton_nvfp4._capability_check(device) is None) == triton_ok
     # The CUDA providers' own gate (E4M3 conversions need 8.9), ahead of any compilation.
     assert (cuda_nvfp4._capability_check(device) is None) == cuda_ok
-    if not cutlass_ok:
-        assert f"this GPU is {capability[0]}.{capability[1]}" in cutlass(device)
-        assert "10.x/12.x" in cutlass(device)
-
-
-@pytest.mark.parametrize("capability", [(10, 0), (12, 0)])
-def test_blackwell_passes_the_capability_gate(monkeypatch, capability):
-    monkeypatch.setattr(requirements, "compute_capability", lambda device: capability)
-    check = requirements.needs_cuda_capability((10, 0), allowed_majors=(10, 12))
-    assert check(torch.device("cuda")) is None
+    if not torch_nvfp4_ok:
+        wanted = f"needs compute capability >= 10.0; this GPU is {capability[0]}.{capability[1]}"
+        assert torch_nvfp4._capability_check(device) == wanted
 
 
 @pytest.mark.parametrize("name", TRITON_PROVIDERS)

@@ -220,7 +220,9 @@ def _function(variant: GemmVariant | QuantVariant, device_index: int, name: str 
     device = torch.device("cuda", device_index)
     module = _module(variant, device_index)
     with torch.cuda.device(device):
-        function = _check(driver.cuModuleGetFunction(module, (name or variant.kernel_name).encode()))
+        function = _check(
+            driver.cuModuleGetFunction(module, (name or variant.kernel_name).encode())
+        )
         attrs = driver.CUfunction_attribute
         static = _check(
             driver.cuFuncGetAttribute(attrs.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function)
@@ -502,7 +504,9 @@ class CudaGemm:
         self.counters = torch.zeros(n_blocks * m_blocks, dtype=torch.int32, device=device)
         self.function, _ = _function(v, device.index or 0)
         if v.streamed:  # the activation in fp16, laid out for the B ring (2 bytes per value)
-            self.decoded = torch.empty(m_blocks * 8 * v.mt * K * 2, dtype=torch.uint8, device=device)
+            self.decoded = torch.empty(
+                m_blocks * 8 * v.mt * K * 2, dtype=torch.uint8, device=device
+            )
             self.decode_function, _ = _function(v, device.index or 0, "nvfp4_decode_activation")
             self.decode_grid = (-(-K // 128), m_blocks, 1)
 
@@ -534,7 +538,11 @@ def _encode_choice(choice: tuple[GemmConfig, float]) -> dict:
 
 def _decode_choice(stored: dict) -> tuple[GemmConfig, float]:
     variant = GemmVariant(
-        stored["mt"], stored["nt"], stored["warps"], stored["stages"], stored["wgmma"],
+        stored["mt"],
+        stored["nt"],
+        stored["warps"],
+        stored["stages"],
+        stored["wgmma"],
         stored["streamed"],
     )
     return GemmConfig(variant, stored["k_splits"], stored["ctas_x"]), stored["ms"]

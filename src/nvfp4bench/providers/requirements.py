@@ -16,26 +16,24 @@ def compute_capability(device: torch.device) -> tuple[int, int] | None:
     return torch.cuda.get_device_capability(device)
 
 
-def needs_cuda_capability(
-    minimum: tuple[int, int], allowed_majors: tuple[int, ...] | None = None
-) -> Check:
+def needs_cuda_capability(minimum: tuple[int, int]) -> Check:
     """An availability check on the CUDA compute capability."""
+    wanted = f"{minimum[0]}.{minimum[1]}"
 
     def check(device: torch.device) -> str | None:
         cap = compute_capability(device)
         if cap is None:
-            wanted = f"{minimum[0]}.{minimum[1]}"
             return f"needs a CUDA GPU (compute capability >= {wanted}); ran on {device.type}"
-        if cap < minimum or (allowed_majors is not None and cap[0] not in allowed_majors):
-            wanted = (
-                "/".join(f"{m}.x" for m in allowed_majors)
-                if allowed_majors
-                else f">= {minimum[0]}.{minimum[1]}"
-            )
-            return f"needs compute capability {wanted}; this GPU is {cap[0]}.{cap[1]}"
+        if cap < minimum:
+            return f"needs compute capability >= {wanted}; this GPU is {cap[0]}.{cap[1]}"
         return None
 
     return check
+
+
+def one_line(text: str) -> str:
+    """A reason as one line, whatever the exception said."""
+    return " ".join(text.split())
 
 
 def first_reason(*checks: Check) -> Check:

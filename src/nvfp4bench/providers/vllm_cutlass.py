@@ -1,38 +1,54 @@
 """vLLM's Blackwell path: qutlass `fusedQuantizeNv` + vLLM's CUTLASS NVFP4 GEMM.
 
-These are the exact calls of vLLM's benchmarks/kernels/bench_nvfp4_qutlass.py. They need compute
-capability 10.x/12.x, CUDA >= 12.8 and vLLM built with them; anywhere else the rows are skipped
-with the reason. Nothing here is emulated.
+These are the exact calls of vLLM's benchmarks/kernels/bench_nvfp4_qutlass.py. They run where
+vLLM itself says its CUTLASS FP4 GEMM does (``cutlass_scaled_mm_supports_fp4``: compute capability
+>= 10.0 and CUDA >= 12.8) and the vLLM build registers the ops they call; anywhere else the rows
+are skipped with the reason. Nothing here is emulated. ``tests/test_vllm_contract.py`` runs this
+code against a stand-in with vLLM's signatures, since no GPU that runs it has been available.
 """
 
 from __future__ import annotations
 
 import torch
 
+from . import requirements
 from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
-from .requirements import first_reason, loads, needs_cuda_capability
+
+# The registered ops behind the calls below, by torch.ops namespace. vLLM's _C has the GEMM and
+# its capability query; qutlass's ops are in _qutlass_C, which vLLM loads only if it was built
+# (CUDA >= 12.8), while its Python wrappers import either way. qutlass renamed fusedQuantizeNv to
+# fusedQuantizeNvAbsMax; vLLM's wrapper calls whichever its version has.
+_C_OPS = ("cutlass_scaled_fp4_mm", "cutlass_scaled_mm_supports_fp4")
+_QUTLASS_QUANTIZE_OPS = ("fusedQuantizeNv", "fusedQuantizeNvAbsMax")
 
 
-def _import_ops(device: torch.device) -> None:
-    from vllm import _custom_ops  # noqa: F401
-    from vllm._custom_ops import fusedQuantizeNv  # noqa: F401
-    from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
+def _missing_ops() -> list[str]:
+    missing = [f"torch.ops._C.{name}" for name in _C_OPS if not hasattr(torch.ops._C, name)]
+    if not any(hasattr(torch.ops._qutlass_C, name) for name in _QUTLASS_QUANTIZE_OPS):
+        missing.append("torch.ops._qutlass_C." + " or ".join(_QUTLASS_QUANTIZE_OPS))
+    return missing
 
 
-def _fp4_gemm_built(device: torch.device) -> str | None:
-    from vllm import _custom_ops as ops
-
-    major, minor = torch.cuda.get_device_capability(device)
-    if not ops.cutlass_scaled_mm_supports_fp4(major * 10 + minor):
-        return f"this vLLM build has no CUTLASS FP4 GEMM for capability {major}.{minor}"
+def _unavailable_reason(device: torch.device) -> str | None:
+    capability = requirements.compute_capability(device)
+    if capability is None:
+        return f"needs a CUDA GPU (compute capability >= 10.0) and vLLM; ran on {device.type}"
+    try:
+        from vllm import _custom_ops as ops
+        from vllm._custom_ops import fusedQuantizeNv  # noqa: F401
+        from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
+    except Exception as error:  # ImportError, or a vLLM that fails to load
+        return requirements.one_line(f"vLLM not importable: {type(error).__name__}: {error}")
+    missing = _missing_ops()
+    if missing:
+        return f"this vLLM build registers no {', '.join(missing)}"
+    sm = capability[0] * 10 + capability[1]
+    if not ops.cutlass_scaled_mm_supports_fp4(sm):
+        return (
+            f"vLLM's cutlass_scaled_mm_supports_fp4({sm}) is False: no CUTLASS FP4 GEMM for "
+            f"compute capability {capability[0]}.{capability[1]} in this build"
+        )
     return None
-
-
-_unavailable_reason = first_reason(
-    needs_cuda_capability((10, 0), allowed_majors=(10, 12)),
-    loads("vLLM with qutlass ops not importable", _import_ops),
-    _fp4_gemm_built,
-)
 
 
 def _quantize(x: torch.Tensor, hadamard: torch.Tensor, global_scale: torch.Tensor):

@@ -1,0 +1,31 @@
+"""Running one provider the way the sweep does, in this process, for the contract tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from test_sweep import settings as sweep_settings
+
+from nvfp4bench import sweep
+from nvfp4bench.providers import get_provider
+
+
+def measure(name: str, M: int, N: int, K: int, had_size: int | None) -> dict:
+    """One bench row as the sweep makes it (``sweep._measure``): prepare, run, the float64 check
+    on a sample of the output, then timing; on the CPU, with whatever stand-ins are installed."""
+    settings = dataclasses.replace(
+        sweep_settings(), N=N, K=K, batch_sizes=(M,), had_sizes=(had_size,) if had_size else (),
+        providers=(name,), rep_ms=1.0,
+    )  # fmt: skip
+    weight = torch.randn(N, K, generator=torch.Generator().manual_seed(N + K)).to(torch.bfloat16)
+    key = sweep.RowKey(name, had_size, M)
+    row, _ = sweep._measure(settings, get_provider(name), key, weight, torch.device("cpu"))
+    return row
+
+
+def capability(monkeypatch, value: tuple[int, int] | None) -> None:
+    """Make every provider's capability check see `value` (None: no CUDA GPU)."""
+    from nvfp4bench.providers import requirements
+
+    monkeypatch.setattr(requirements, "compute_capability", lambda device: value)
