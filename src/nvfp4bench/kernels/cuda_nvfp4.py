@@ -24,6 +24,8 @@ architecture), which needs no GPU, so CI compiles every variant; the cubins are 
 
 from __future__ import annotations
 
+import dataclasses
+
 import ctypes
 import hashlib
 from dataclasses import dataclass
@@ -531,20 +533,12 @@ class CudaGemm:
 
 def _encode_choice(choice: tuple[GemmConfig, float]) -> dict:
     config, ms = choice
-    v = config.variant
-    return dict(mt=v.mt, nt=v.nt, warps=v.warps, stages=v.stages, wgmma=v.wgmma,
-                streamed=v.streamed, k_splits=config.k_splits, ctas_x=config.ctas_x, ms=ms)  # fmt: skip
+    return {**dataclasses.asdict(config.variant), "k_splits": config.k_splits,
+            "ctas_x": config.ctas_x, "ms": ms}  # fmt: skip
 
 
 def _decode_choice(stored: dict) -> tuple[GemmConfig, float]:
-    variant = GemmVariant(
-        stored["mt"],
-        stored["nt"],
-        stored["warps"],
-        stored["stages"],
-        stored["wgmma"],
-        stored["streamed"],
-    )
+    variant = GemmVariant(**{f.name: stored[f.name] for f in dataclasses.fields(GemmVariant)})
     return GemmConfig(variant, stored["k_splits"], stored["ctas_x"]), stored["ms"]
 
 
