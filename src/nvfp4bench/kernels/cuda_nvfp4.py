@@ -24,9 +24,8 @@ architecture), which needs no GPU, so CI compiles every variant; the cubins are 
 
 from __future__ import annotations
 
-import dataclasses
-
 import ctypes
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from functools import cache, partial
