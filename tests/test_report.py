@@ -2,6 +2,7 @@
 
 import html as html_text
 import json
+import re
 from urllib.parse import quote
 
 import jinja2
@@ -78,7 +79,7 @@ def bench(*rows) -> pd.DataFrame:
 
 
 def front_page(records, rows, configured, skipped_tp=None) -> tuple[str, str]:
-    """(rst, its text as the report shows it after Snakemake's Jinja and docutils)."""
+    """(its HTML, its text) as the report shows it, after Snakemake's Jinja and docutils."""
     skipped_tp = skipped_tp if skipped_tp is not None else pd.DataFrame(
         columns=["model", "tp", "reason"]
     )  # fmt: skip
@@ -92,8 +93,8 @@ def front_page(records, rows, configured, skipped_tp=None) -> tuple[str, str]:
         providers=configured,
     )
     rendered = jinja2.Environment().from_string(rst + CATEGORY_LINKS).render()
-    html = publish_parts(rendered, writer="html")["html_body"]
-    return rst, html_text.unescape(html)
+    html = html_text.unescape(publish_parts(rendered, writer="html")["html_body"])
+    return html, re.sub(r"<[^>]+>", "", html)
 
 
 def test_front_page_names_the_gpu_versions_timing_and_each_provider():
@@ -107,43 +108,48 @@ def test_front_page_names_the_gpu_versions_timing_and_each_provider():
         {"model": ["Qwen/Qwen3-32B"], "tp": [1], "reason": ["Qwen3-32B: heads not divisible"]}
     )
     configured = ["torch-bf16", "nvfp4", "nvfp4-cuda"]
-    _, html = front_page([H100, dict(H100, date="2026-11-26T01:00:00")], rows, configured,
-                         skipped_tp)  # fmt: skip
+    html, text = front_page([H100, dict(H100, date="2026-11-26T01:00:00")], rows, configured,
+                            skipped_tp)  # fmt: skip
     assert "System Message" not in html  # no broken markup or link
+    assert "javascript:app.showCategory('Overview')" in html
     for fact in (
-        "<strong>NVIDIA H100 80GB HBM3</strong> (compute capability 9.0, 79.2 GiB, driver "
-        "580.159.04)",
+        "Device: NVIDIA H100 80GB HBM3 (compute capability 9.0, 79.2 GiB, driver 580.159.04)",
         "torch 2.11.0+cu130, CUDA 13.0, Triton 3.6.0, vLLM: none, Python 3.12.3",
         "commit 5c4a410a0f30 (local changes)",
         "warm L2",
         "fixed stopping",
         "200 ms a row",
         "2026-11-25 to 2026-11-26; 2 bench jobs",
-        "(the baseline): torch.nn.functional.linear in bf16; 1 rows timed",
-        "1 rows skipped: needs compute capability 10.x/12.x; this GPU is 9.0",
+        "torch-bf16 (the baseline): torch.nn.functional.linear in bf16; 1 row timed",
+        "nvfp4: needs compute capability 10.x/12.x; this GPU is 9.0 (1 row)",
         # Text from a record stays text: neither Jinja nor reStructuredText markup.
-        "1 rows failed: out of memory: {{ tried }} *80* GiB",
+        "nvfp4-cuda: out of memory: {{ tried }} *80* GiB (1 row)",
         "Qwen/Qwen3-32B at TP 2",
         "skipped: Qwen3-32B: heads not divisible",
-        "<strong>8192×8192</strong>: Llama-3.3-70B-Instruct:o_proj, Qwen3-32B:qkv_proj@tp2",
-        "javascript:app.showCategory('Overview')",
+        "8192×8192: Llama-3.3-70B-Instruct:o_proj, Qwen3-32B:qkv_proj@tp2",
     ):
-        assert fact in html, fact
-    assert "no speedup" not in html
+        assert fact in text, fact
+    assert "no speedup" not in text.lower()
 
 
 def test_front_page_says_why_there_are_no_speedups():
     only_bf16 = bench(
         ("torch-bf16", None, 1, "ok", "", 0.02),
+        ("torch-bf16", None, 16, "ok", "", 0.02),
         ("nvfp4", 16, 1, "skipped", "needs a CUDA GPU; ran on cpu", None),
+        ("nvfp4-noquant", None, 1, "skipped", "needs a CUDA GPU; ran on cpu", None),
     )
-    _, html = front_page([CPU], only_bf16, ["torch-bf16", "nvfp4"])
-    assert "<strong>CPU</strong> (x86_64, 2 threads), no CUDA GPU" in html
-    assert "wall-clock time on the CPU" in html
-    assert "so there is no speedup to show" in html
+    _, text = front_page([CPU], only_bf16, ["torch-bf16", "nvfp4", "nvfp4-noquant"])
+    assert "Device: CPU (x86_64, 2 threads), no CUDA GPU" in text
+    assert "wall-clock time on the CPU" in text
+    assert "; 2 rows timed" in text
+    # Providers skipped for the same reason share a line.
+    assert "nvfp4, nvfp4-noquant: needs a CUDA GPU; ran on cpu (2 rows)" in text
+    note = text.index("Only the baseline torch-bf16 was timed on this device")
+    assert note < text.index("The run")  # said before anything else
     no_baseline = bench(("nvfp4-cuda", 16, 1, "ok", "", 0.01))
-    _, html = front_page([H100], no_baseline, ["nvfp4-cuda"])
-    assert "is not among the providers, so there are no speedups" in html
+    _, text = front_page([H100], no_baseline, ["nvfp4-cuda"])
+    assert "the baseline torch-bf16 is not among the providers" in text
 
 
 def test_there_is_exactly_one_baseline(monkeypatch):
@@ -188,13 +194,13 @@ def test_table_page_works_offline_with_a_filter_per_named_column():
     assert "<h2>Every &lt;timed&gt; row</h2>" in page
     start = page.index("let dt_args = ") + len("let dt_args = ")
     options, _ = json.JSONDecoder().raw_decode(page[start:])
-    assert options["searchPanes"]["columns"] == [0, 5]  # model and provider
+    assert options["searchPanes"]["columns"] == [0, 4]  # model and provider
     assert options["layout"]["top1"] == "searchPanes"
     cells = json.loads(options["data_json"])
     assert len(cells) == len(view)
     # Numbers as shown: 4 significant digits, a missing one empty rather than "NaN".
-    torch_row = next(row for row in cells if row[5] == "torch-bf16")
-    assert torch_row[6] == "" and torch_row[8] == f"{2 * 8192**2 / 0.02 / 1e9:.4g}"
+    torch_row = next(row for row in cells if row[4] == "torch-bf16")
+    assert torch_row[5] == "" and torch_row[8] == f"{2 * 8192**2 / 0.02 / 1e9:.4g}"
     assert "NaN" not in options["data_json"]
 
 

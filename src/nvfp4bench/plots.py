@@ -27,7 +27,8 @@ def shape_users(shapes: pd.DataFrame, N: int, K: int) -> str:
 
 
 def short_users(users: str, limit: int = 3) -> str:
-    """ "org/Model:layer@tp2; ..." -> "Model:layer@tp2, ...": at most `limit`, then "+n more"."""
+    """The layers of a shape without the models' orgs, at most `limit` then "+n more":
+    "org/Model:layer@tp2; ..." -> "Model:layer@tp2, ..."."""
     names = []
     for user in filter(None, (u.strip() for u in str(users).split(";"))):
         model, _, layer = user.rpartition(":")
@@ -68,11 +69,11 @@ def timing_label(bench: pd.DataFrame) -> str:
     return "timing: " + "; ".join(f"{t}, {s} stopping" for t, s in pairs.itertuples(index=False))
 
 
-def _panel_grid(panels: int, width: float = 4.6, height: float = 3.4, cols: int = 2, **kwargs):
+def _panel_grid(panels: int, width: float = 4.0, height: float = 3.0, cols: int = 2, **kwargs):
     """At most `cols` panels a row, so that a figure stays readable in the report at 1280
     pixels."""
     if panels == 1 and cols > 1:
-        width *= 1.4
+        width, height = width * 1.5, height * 1.25
     cols = min(cols, panels)
     rows = -(-panels // cols)
     return plt.subplots(
@@ -157,7 +158,8 @@ def accuracy_figure(accuracy: pd.DataFrame, users: str):
     grid.set_titles("{col_name}")
     grid.set_xlabels("Hadamard size")
     N, K = int(accuracy["N"].iloc[0]), int(accuracy["K"].iloc[0])
-    grid.figure.suptitle(f"NVFP4 W4A4 relative error, N={N} K={K}\n{users}", fontsize=10, y=1.08)
+    title = f"NVFP4 W4A4 relative error, N={N} K={K}\n{short_users(users, limit=8)}"
+    grid.figure.suptitle(title, fontsize=10, y=1.08)
     return grid.figure
 
 

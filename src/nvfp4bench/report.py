@@ -92,36 +92,44 @@ def _timing(records: list[dict]) -> str:
     return text
 
 
+def _rows(count: int) -> str:
+    return f"{count} row" + ("" if count == 1 else "s")
+
+
 def _providers(bench: pd.DataFrame, configured: list[str]) -> dict:
-    """Who ran: timed providers with their row count; skipped and failed ones with reasons."""
+    """Who ran: timed providers with their row count; skipped and failed ones grouped by reason."""
     baseline = baseline_name()
-    timed, skipped, failed = [], [], []
+    rows = bench[bench["provider"].isin(configured)]
+    names = {p: f"``{p}``" + (" (the baseline)" if p == baseline else "") for p in configured}
+    timed = []
     for provider in configured:
-        rows = bench[bench["provider"] == provider]
-        ok = rows[rows["status"] == "ok"]
-        name = f"``{provider}``" + (" (the baseline)" if provider == baseline else "")
+        ok = rows[(rows["provider"] == provider) & (rows["status"] == "ok")]
         description = _rst(PROVIDERS[provider].description) if provider in PROVIDERS else ""
         if len(ok):
-            timed.append(f"{name}: {description}; {len(ok)} rows timed")
-        for status, into in (("skipped", skipped), ("failed", failed)):
-            bad = rows[rows["status"] == status]
-            for reason, group in bad.groupby("reason", sort=False):
-                into.append(f"{name}: {len(group)} rows {status}: {_rst(reason)}")
-    compared = bench[(bench["status"] == "ok") & (bench["provider"] != baseline)]
+            timed.append(f"{names[provider]}: {description}; {_rows(len(ok))} timed")
+    not_ok = {}
+    for status in ("skipped", "failed"):
+        bad = rows[rows["status"] == status]
+        not_ok[status] = [
+            f"{', '.join(names[p] for p in dict.fromkeys(group['provider']))}: {_rst(reason)} "
+            f"({_rows(len(group))})"
+            for reason, group in bad.groupby("reason", sort=False)
+        ]
+    compared = rows[(rows["status"] == "ok") & (rows["provider"] != baseline)]
     if baseline not in configured:
         note = (
-            f"The baseline ``{baseline}`` is not among the providers, so there are no speedups: "
-            "the overview and the heatmap show TFLOP/s instead."
+            f"**No speedups**: the baseline ``{baseline}`` is not among the providers, so the "
+            "overview and the heatmap show TFLOP/s."
         )
     elif compared.empty:
         note = (
-            f"No provider but the baseline ``{baseline}`` was timed on this device (the reasons "
-            "are above), so there is no speedup to show: the overview and the heatmap show its "
-            "TFLOP/s, and the speed-vs-error figures only the error."
+            f"**Only the baseline** ``{baseline}`` **was timed on this device** (the reasons are "
+            "under Providers), so there is no speedup to show: the overview and the heatmap show "
+            "its TFLOP/s, and the speed-vs-error figures only the error."
         )
     else:
         note = ""
-    return {"timed": timed, "skipped": skipped, "failed": failed, "note": note}
+    return {"timed": timed, **not_ok, "note": note}
 
 
 def run_description(
@@ -265,13 +273,13 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
             "layers": rows["layers"],
             "N": rows["N"],
             "K": rows["K"],
-            "M": rows["M"],
             "provider": rows["provider"],
             "had size": rows["had_size"],
-            "status": rows["status"],
-            "TFLOP/s": rows["tflops_median"],
+            "M": rows["M"],
             f"speedup over {baseline_name()}": rows["speedup_vs_bf16"],
+            "TFLOP/s": rows["tflops_median"],
             **{c.replace("err_output_", "error, "): rows[c] for c in errors},
+            "status": rows["status"],
             "kernel": rows["kernel"].fillna(""),
             "reason": rows["reason"].fillna(""),
         }

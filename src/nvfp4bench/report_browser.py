@@ -2,10 +2,11 @@
 and Debian's chromium and chromium-driver: read the front page, click through every result in
 the sidebar, collect the console's errors, take screenshots.
 
-    python -m nvfp4bench.report_browser report.html docs/reference-h100
+    python -m nvfp4bench.report_browser report.html docs/reference-h100 [--screenshots-only]
 
-checks the report (exit status 1 and one line per problem if a page fails) and writes
-report.html and the screenshots report-front-page.png and report-overview.png into the folder.
+checks the report (exit status 1 and one line per problem if a page fails) and writes the
+screenshots report-front-page.png and report-overview.png into the folder, and a copy of
+report.html unless --screenshots-only.
 """
 
 from __future__ import annotations
@@ -225,9 +226,9 @@ class ReportBrowser:
         self._check_content()
 
 
-def publish(report: str | Path, folder: str | Path) -> list[str]:
-    """Check `report`, copy it into `folder` with screenshots of its front page and overview;
-    returns the problems found (empty when every page rendered)."""
+def publish(report: str | Path, folder: str | Path, copy: bool = True) -> list[str]:
+    """Check `report` and write screenshots of its front page and overview into `folder`, with a
+    copy of the report if `copy`; returns the problems found (empty when every page rendered)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with ReportBrowser(report) as browser:
@@ -236,7 +237,8 @@ def publish(report: str | Path, folder: str | Path) -> list[str]:
         browser.screenshot(folder / "report-front-page.png")
         browser.show_category_first_result("Overview")
         browser.screenshot(folder / "report-overview.png")
-    shutil.copyfile(report, folder / "report.html")
+    if copy:
+        shutil.copyfile(report, folder / "report.html")
     return visit.problems()
 
 
@@ -244,12 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", help="the report.html that snakemake --report wrote")
     parser.add_argument("folder", help="where report.html and the screenshots go")
+    parser.add_argument("--screenshots-only", action="store_true", help="no copy of the report")
     args = parser.parse_args(argv)
     reason = unavailable()
     if reason:
         print(f"report_browser: {reason}", file=sys.stderr)
         return 2
-    problems = publish(args.report, args.folder)
+    problems = publish(args.report, args.folder, copy=not args.screenshots_only)
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0
