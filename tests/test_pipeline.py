@@ -134,6 +134,9 @@ def test_report_in_a_browser(run, report):
         pytest.skip(reason)
     with report_browser.ReportBrowser(report) as browser:
         visit = browser.visit_all()
+        linked = {name: browser.follow_front_page_link(name) for name in ("Overview", "Summary")}
+        visit.console_errors += browser.console_errors()
+    assert linked == {"Overview": "Overview", "Summary": "Summary"}
     front = " ".join(visit.front_page.split())
     assert "Device: CPU" in front, front
     assert "torch-bf16 (the baseline)" in front and "rows timed" in front

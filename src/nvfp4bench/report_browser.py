@@ -123,6 +123,14 @@ class ReportBrowser:
         self._wait(lambda: self._js("return document.querySelector('.prose') !== null"))
         return self._js("return document.querySelector('.prose').innerText")
 
+    def follow_front_page_link(self, text: str) -> str | None:
+        """Click the front page's link `text`; the category the sidebar then shows."""
+        self.front_page()
+        before = self._js("return app.state.category || null")
+        self.driver.find_element("css selector", ".prose").find_element("link text", text).click()
+        self._wait(lambda: self._js("return app.state.category || null") != before, timeout=5)
+        return self._js("return app.state.category || null")
+
     def console_errors(self) -> list[str]:
         """Errors logged since the last call, from the page and its frames."""
         return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
