@@ -26,13 +26,14 @@ def shape_users(shapes: pd.DataFrame, N: int, K: int) -> str:
     return str(match["users"].iloc[0]) if len(match) else ""
 
 
-def short_users(users: str, limit: int = 3) -> str:
-    """The layers of a shape without the models' orgs, at most `limit` then "+n more":
-    "org/Model:layer@tp2; ..." -> "Model:layer@tp2, ..."."""
+def short_users(users: str, limit: int | None = 3) -> str:
+    """The layers of a shape without the models' orgs, at most `limit` (None: all) then
+    "+n more": "org/Model:layer@tp2; ..." -> "Model:layer@tp2, ..."."""
     names = []
     for user in filter(None, (u.strip() for u in str(users).split(";"))):
         model, _, layer = user.rpartition(":")
         names.append(f"{model.rstrip('/').rsplit('/', 1)[-1]}:{layer}" if model else user)
+    limit = len(names) if limit is None else limit
     more = f", +{len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 

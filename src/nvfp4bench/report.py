@@ -7,6 +7,7 @@ import html
 import json
 import re
 from importlib import resources
+from pathlib import Path
 
 import jinja2
 import pandas as pd
@@ -104,8 +105,8 @@ def _providers(bench: pd.DataFrame, configured: list[str]) -> dict:
     timed = []
     for provider in configured:
         ok = rows[(rows["provider"] == provider) & (rows["status"] == "ok")]
-        description = _rst(PROVIDERS[provider].description) if provider in PROVIDERS else ""
         if len(ok):
+            description = _rst(PROVIDERS[provider].description)
             timed.append(f"{names[provider]}: {description}; {_rows(len(ok))} timed")
     not_ok = {}
     for status in ("skipped", "failed"):
@@ -171,14 +172,14 @@ def run_description(
             for model in models
         ],
         shapes=[
-            {"N": n, "K": k, "users": _rst(short_users(users, limit=99))}
+            {"N": n, "K": k, "users": _rst(short_users(users, limit=None))}
             for n, k, users in shapes[["N", "K", "users"]].itertuples(index=False)
         ],
     )
 
 
 def description_outputs(env_jsons, bench_tsvs, shapes_tsv, skipped_tsv, params, rst_path) -> None:
-    records = [json.loads(open(path).read()) for path in env_jsons]
+    records = [json.loads(Path(path).read_text()) for path in env_jsons]
     bench = pd.concat([io.read_bench(p) for p in bench_tsvs], ignore_index=True)
     text = run_description(
         records,

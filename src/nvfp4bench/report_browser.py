@@ -52,12 +52,14 @@ class Shown:
 @dataclass
 class Visit:
     front_page: str = ""
+    front_page_problem: str = ""
     shown: list[Shown] = field(default_factory=list)
     results: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
-        lines = [f"{' / '.join(s.sidebar)}: {s.problem}" for s in self.shown if s.problem]
+        lines = [f"front page: {self.front_page_problem}"] if self.front_page_problem else []
+        lines += [f"{' / '.join(s.sidebar)}: {s.problem}" for s in self.shown if s.problem]
         missed = sorted(set(self.results) - {s.path for s in self.shown})
         lines += [f"{path}: not reachable from the sidebar" for path in missed]
         lines += [f"console: {error}" for error in self.console_errors]
@@ -131,6 +133,12 @@ class ReportBrowser:
         self._wait(lambda: self._js("return app.state.category || null") != before, timeout=5)
         return self._js("return app.state.category || null")
 
+    def _cut_off(self, selector: str) -> str:
+        """A problem if the element's top lies above what can be scrolled to (a page taller than
+        the window, centred in it), else ""."""
+        top = self._js(f"return document.querySelector('{selector}').getBoundingClientRect().top")
+        return f"its top is cut off ({top:.0f} px, out of reach)" if top < 0 else ""
+
     def console_errors(self) -> list[str]:
         """Errors logged since the last call, from the page and its frames."""
         return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -181,7 +189,7 @@ class ReportBrowser:
                 ),
                 timeout=5,
             )
-            return "image", "" if loaded else "the image did not load"
+            return "image", self._cut_off(image) if loaded else "the image did not load"
         if not self._js(f"return document.querySelector('{frame}') !== null"):
             return "", "shows neither an image nor a page"
         self.driver.switch_to.frame(self.driver.find_element("css selector", frame))
@@ -203,6 +211,7 @@ class ReportBrowser:
         """Click every result of every (sub)category in the sidebar and check what it shows."""
         visit = Visit(results=self._js("return Object.keys(results)"))
         visit.front_page = self.front_page()
+        visit.front_page_problem = self._cut_off(".prose")
         for category, subcategories in self.categories().items():
             for subcategory in subcategories:
                 self._click_home()
