@@ -6,6 +6,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/shapes.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/report.smk"
+
+
+# The report's front page: what ran, where and how, written from this run's records. Absolute,
+# because Snakemake reads it relative to this file and results/ lies in the working directory.
+report: os.path.abspath(RUN_DESCRIPTION)
 
 
 # Seconds of CPU work each: under SLURM they run on the submitting host instead of waiting in the
@@ -16,6 +22,7 @@ localrules:
     unique_shapes,
     summary,
     forward_pass,
+    describe_run,
 
 
 rule all:

@@ -1,11 +1,11 @@
-from nvfp4bench import plots
+from nvfp4bench import plots, report
 from nvfp4bench.rulescript import logged
 
 with logged(snakemake):
-    plots.summary_outputs(
+    summary = plots.summary_outputs(
         bench_tsvs=list(snakemake.input.bench),
         accuracy_tsvs=list(snakemake.input.accuracy),
         shapes_tsv=snakemake.input.shapes,
-        summary_tsv=snakemake.output.summary,
-        heatmap_png=snakemake.output.heatmap,
+        outputs=dict(snakemake.output.items()),
     )
+    report.summary_page(summary, snakemake.output.table)

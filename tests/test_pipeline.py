@@ -1,6 +1,7 @@
 """End-to-end Snakemake runs on the CPU: outputs, their content, and incremental re-runs."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 from pipeline_helpers import make_workdir, mtimes, small_config, snakemake, tiny_llama
 
+from nvfp4bench import report_browser
 from nvfp4bench.io import BENCH_COLUMNS, read_bench, read_tsv
 
 pytestmark = pytest.mark.slow
@@ -104,16 +106,53 @@ def test_every_output_written_with_the_right_content(run):
     assert matplotlib.image.imread(figure).shape[0] > 300
 
 
-def test_report_embeds_every_figure(run):
+@pytest.fixture(scope="module")
+def report(run):
+    """`snakemake --report` of the run, made once (before any test below changes the run)."""
     work, config, _ = run
     snakemake(work, config, "--report", "report.html")
-    html = (work / "report.html").read_text(errors="replace")
+    return work / "report.html"
+
+
+def test_report_embeds_every_figure(report):
+    html = report.read_text(errors="replace")
     for N, K in SHAPES_A:
         for name in (f"bench_nvfp4_res_n{N}_k{K}.png", f"accuracy_n{N}_k{K}.png",
                      f"speed_vs_error_n{N}_k{K}.png"):  # fmt: skip
             assert name in html
-    assert "speedup_heatmap.png" in html and "summary.tsv" in html
-    assert "forward_" in html
+    for name in ("overview.png", "speedup_heatmap.png", "summary.html", "forward_"):
+        assert name in html, name
+
+
+def test_report_in_a_browser(run, report):
+    """The report as a user sees it in Chromium: the front page names what ran, every result in
+    the sidebar shows its image or its interactive table, and nothing logs an error."""
+    reason = report_browser.unavailable()
+    if reason:
+        if os.environ.get("NVFP4BENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"NVFP4BENCH_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    with report_browser.ReportBrowser(report) as browser:
+        visit = browser.visit_all()
+        linked = {name: browser.follow_front_page_link(name) for name in ("Overview", "Summary")}
+        visit.console_errors += browser.console_errors()
+    assert linked == {"Overview": "Overview", "Summary": "Summary"}
+    front = " ".join(visit.front_page.split())
+    assert "Device: CPU" in front, front
+    assert "torch-bf16 (the baseline)" in front and "rows timed" in front
+    assert "nvfp4, nvfp4-noquant: needs a CUDA GPU" in front and "(24 rows)" in front, front
+    assert "Only the baseline torch-bf16 was timed on this device" in front
+    assert "tiny-a at TP 1" in front and "512×256: tiny-a:qkv_proj" in front
+    assert visit.problems() == []
+    assert {s.kind for s in visit.shown} == {"image", "table"}
+    assert len(visit.shown) == len(visit.results) == 3 * len(SHAPES_A) + 5
+    labels = {s.sidebar[2] for s in visit.shown if s.sidebar[:2] == ["Per shape", "Throughput"]}
+    assert labels == {
+        "tiny-a:qkv_proj (512×256)",
+        "tiny-a:o_proj (256×256)",
+        "tiny-a:gate_up_proj (1024×256)",
+        "tiny-a:down_proj (256×512)",
+    }
 
 
 def test_unchanged_config_has_nothing_to_do(run):

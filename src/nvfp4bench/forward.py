@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .providers import PROVIDERS
+from .providers import PROVIDERS, baseline_name
 
-BASELINE = "torch-bf16"
 NO_HAD = -1
 COLUMNS = [
     "model",
@@ -37,8 +36,9 @@ def forward_pass_times(shapes: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFram
     """shapes: columns model, tp, layer, N, K, count (one model's tables); bench: bench TSV rows.
 
     One row per (model, tp, M, provider, had_size) with every layer timed: ``linear_ms`` (the
-    sum of count x median time), ``speedup_vs_bf16`` (torch-bf16's sum at the same model, tp and
-    M over this one) and ``layers`` / ``gemms`` (distinct layers and GEMM launches summed)."""
+    sum of count x median time), ``speedup_vs_bf16`` (the baseline provider's sum at the same
+    model, tp and M over this one) and ``layers`` / ``gemms`` (distinct layers and GEMM launches
+    summed)."""
     ok = bench[bench["status"] == "ok"][["N", "K", "M", "provider", "had_size", "ms_median"]]
     # Had-independent rows (BF16, the noquant GEMMs) stand for every had size; -1: "none timed".
     had = ok["had_size"].astype("Int64")
@@ -64,7 +64,9 @@ def forward_pass_times(shapes: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFram
     n_layers = shapes.groupby(["model", "tp"])["layer"].nunique().rename("n_layers")
     totals = totals.join(n_layers, on=["model", "tp"])
     totals = totals[totals["layers"] == totals["n_layers"]]
-    baseline = totals[totals["provider"] == BASELINE].set_index(["model", "tp", "M", "had_size"])
+    baseline = totals[totals["provider"] == baseline_name()].set_index(
+        ["model", "tp", "M", "had_size"]
+    )
     base_ms = baseline["linear_ms"].rename("base_ms")
     totals = totals.join(base_ms, on=["model", "tp", "M", "had_size"])
     totals["speedup_vs_bf16"] = totals["base_ms"] / totals["linear_ms"]

@@ -14,13 +14,34 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import io  # noqa: E402
+from .providers import baseline_name  # noqa: E402
 
-BASELINE = "torch-bf16"
+# Wrap text under a figure to this many characters: readable where the report shows the figure
+# about 900 pixels wide (a 1280-pixel screen less the report's sidebar).
+NOTE_WIDTH = 110
 
 
 def shape_users(shapes: pd.DataFrame, N: int, K: int) -> str:
     match = shapes[(shapes["N"] == N) & (shapes["K"] == K)]
     return str(match["users"].iloc[0]) if len(match) else ""
+
+
+def short_users(users: str, limit: int | None = 3) -> str:
+    """The layers of a shape without the models' orgs, at most `limit` (None: all) then
+    "+n more": "org/Model:layer@tp2; ..." -> "Model:layer@tp2, ..."."""
+    names = []
+    for user in filter(None, (u.strip() for u in str(users).split(";"))):
+        model, _, layer = user.rpartition(":")
+        names.append(f"{model.rstrip('/').rsplit('/', 1)[-1]}:{layer}" if model else user)
+    limit = len(names) if limit is None else limit
+    more = f", +{len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def shape_label(users: str, N: int, K: int) -> str:
+    """How a shape is named in figures and the report: its layers, then N x K."""
+    layers = short_users(users)
+    return f"{layers} ({N}×{K})" if layers else f"{N}×{K}"
 
 
 def _per_panel(bench: pd.DataFrame, had_sizes: list[int]) -> pd.DataFrame:
@@ -35,7 +56,8 @@ def _skipped_note(bench: pd.DataFrame) -> str:
     not_ok = bench[bench["status"] != "ok"]
     notes = []
     for (provider, status), rows in not_ok.groupby(["provider", "status"], sort=False):
-        notes.append(f"{provider}: {status} x{len(rows)} ({rows['reason'].iloc[0][:90]})")
+        line = f"{provider}: {status} ×{len(rows)} ({rows['reason'].iloc[0][:200]})"
+        notes.append(textwrap.fill(line, NOTE_WIDTH, subsequent_indent="    "))
     return "\n".join(notes)
 
 
@@ -48,56 +70,67 @@ def timing_label(bench: pd.DataFrame) -> str:
     return "timing: " + "; ".join(f"{t}, {s} stopping" for t, s in pairs.itertuples(index=False))
 
 
-def _say_nothing_timed(ax, rows: pd.DataFrame) -> None:
-    """In place of a plot: why no NVFP4 provider has a timing on this device."""
-    message = "No NVFP4 provider was timed on this device:\n" + _skipped_note(rows)[:600]
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=6, transform=ax.transAxes)
+def _panel_grid(panels: int, width: float = 4.0, height: float = 3.0, cols: int = 2, **kwargs):
+    """At most `cols` panels a row, so that a figure stays readable in the report at 1280
+    pixels."""
+    if panels == 1 and cols > 1:
+        width, height = width * 1.5, height * 1.25
+    cols = min(cols, panels)
+    rows = -(-panels // cols)
+    return plt.subplots(
+        rows,
+        cols,
+        figsize=(width * cols, height * rows),
+        squeeze=False,
+        layout="constrained",
+        **kwargs,
+    )
+
+
+def _log2_batch_axis(ax) -> None:
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def throughput_figure(bench: pd.DataFrame, users: str):
+    """TFLOP/s against M: one panel per Hadamard size that a timed provider depends on, or one
+    panel when no timed provider depends on it."""
     N, K = int(bench["N"].iloc[0]), int(bench["K"].iloc[0])
-    had_sizes = sorted(int(h) for h in bench["had_size"].dropna().unique()) or [0]
+    ok_rows = bench[bench["status"] == "ok"]
+    had_sizes = sorted(int(h) for h in ok_rows["had_size"].dropna().unique()) or [0]
     data = _per_panel(bench, had_sizes)
     ok = data[data["status"] == "ok"]
     providers = list(dict.fromkeys(bench["provider"]))
     palette = dict(zip(providers, sns.color_palette("tab10", len(providers)), strict=True))
-    fig, axes = plt.subplots(
-        1, len(had_sizes), figsize=(4.2 * len(had_sizes), 4), sharey=True, squeeze=False
-    )
-    for ax, had in zip(axes[0], had_sizes, strict=True):
+    fig, axes = _panel_grid(len(had_sizes), sharex=True, sharey=True)
+    for ax, had in zip(axes.flat, had_sizes, strict=False):
         panel = ok[ok["panel"] == had]
         for provider, rows in panel.groupby("provider", sort=False):
             rows = rows.sort_values("M")
-            ax.plot(
-                rows["M"],
-                rows["tflops_median"],
-                marker="o",
-                ms=3,
-                label=provider,
-                color=palette[provider],
-            )
+            color = palette[provider]
+            ax.plot(rows["M"], rows["tflops_median"], marker="o", ms=3, label=provider, color=color)
             ax.fill_between(
-                rows["M"],
-                rows["tflops_p20"],
-                rows["tflops_p80"],
-                alpha=0.25,
-                color=palette[provider],
+                rows["M"], rows["tflops_p20"], rows["tflops_p80"], alpha=0.25, color=color
             )
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+        _log2_batch_axis(ax)
+        ax.set_title(f"Hadamard {had}" if had else "", fontsize=10)
+    for ax in axes.flat[len(had_sizes) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
         ax.set_xlabel("batch size M")
-        ax.set_title(f"Hadamard {had}" if had else "")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("TFLOP/s (median, band p20-p80)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("TFLOP/s (median, band p20-p80)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         axes[0][-1].legend(handles, labels, loc="best", fontsize=8)
     title = f"BF16 vs NVFP4 GEMMs, N={N} K={K}"
-    heading = "\n".join([title, *textwrap.wrap(users, 150), timing_label(bench)]).strip()
-    fig.suptitle(heading, fontsize=10, y=1.0 + 0.05 * heading.count("\n"))
+    layers = textwrap.wrap(short_users(users, limit=8), 100)
+    heading = "\n".join([title, *layers, timing_label(bench)]).strip()
+    fig.suptitle(heading, fontsize=10)
     note = _skipped_note(bench)
     if note:
-        fig.text(0.01, -0.02, note, fontsize=7, va="top", family="monospace")
+        fig.text(0.01, 0, note, fontsize=8.5, va="top")
     return fig
 
 
@@ -126,21 +159,39 @@ def accuracy_figure(accuracy: pd.DataFrame, users: str):
     grid.set_titles("{col_name}")
     grid.set_xlabels("Hadamard size")
     N, K = int(accuracy["N"].iloc[0]), int(accuracy["K"].iloc[0])
-    grid.figure.suptitle(f"NVFP4 W4A4 relative error, N={N} K={K}\n{users}", fontsize=10, y=1.08)
+    title = f"NVFP4 W4A4 relative error, N={N} K={K}\n{short_users(users, limit=8)}"
+    grid.figure.suptitle(title, fontsize=10, y=1.08)
     return grid.figure
 
 
 def speed_vs_error_figure(bench: pd.DataFrame, accuracy: pd.DataFrame, users: str):
-    """Each point a had size: speedup over BF16 at the largest timed M against its output error."""
+    """Each point a had size: speedup over BF16 at the largest timed M against its output error.
+    Where no NVFP4 provider was timed, the error of each had size alone."""
     points = speed_error_points(bench, accuracy)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
     N, K = int(bench["N"].iloc[0]), int(bench["K"].iloc[0])
-    ax.set_title(f"Speed vs error, N={N} K={K}\n{users}", fontsize=9)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     ax.set_xlabel("relative output error ||Y_q - Y|| / ||Y||")
-    ax.set_ylabel("speedup over torch-bf16")
+    ax.grid(True, alpha=0.3)
     if points.empty:
-        _say_nothing_timed(ax, bench)
+        errors = accuracy[accuracy["status"] == "ok"].copy()
+        errors["Hadamard size"] = errors["had_size"].map(lambda h: f"{h:g}" if h else "none")
+        sns.stripplot(
+            data=errors,
+            x="err_output",
+            y="Hadamard size",
+            hue="distribution",
+            size=7,
+            jitter=False,
+            ax=ax,
+        )
+        ax.set_title(
+            f"Output error per Hadamard size, N={N} K={K}\n{short_users(users)}\n"
+            f"No NVFP4 provider was timed on this device, so there is no speed to set against it",
+            fontsize=9,
+        )
         return fig
+    ax.set_title(f"Speed vs error, N={N} K={K}\n{short_users(users)}", fontsize=9)
+    ax.set_ylabel(f"speedup over {baseline_name()} at M={int(points['M'].iloc[0])}")
     sns.scatterplot(
         data=points,
         x="err_output",
@@ -158,12 +209,13 @@ def speed_vs_error_figure(bench: pd.DataFrame, accuracy: pd.DataFrame, users: st
             xytext=(3, 3),
             textcoords="offset points",
         )
-    ax.grid(True, alpha=0.3)
     return fig
 
 
 def with_speedup(bench: pd.DataFrame) -> pd.DataFrame:
-    baseline = bench[(bench["provider"] == BASELINE) & (bench["status"] == "ok")]
+    """`speedup_vs_bf16`: the baseline provider's median time at the same shape and M over the
+    row's (empty where the baseline was not timed)."""
+    baseline = bench[(bench["provider"] == baseline_name()) & (bench["status"] == "ok")]
     baseline = baseline[["N", "K", "M", "ms_median"]].rename(columns={"ms_median": "bf16_ms"})
     merged = bench.merge(baseline, on=["N", "K", "M"], how="left")
     merged["speedup_vs_bf16"] = merged["bf16_ms"] / merged["ms_median"]
@@ -173,6 +225,7 @@ def with_speedup(bench: pd.DataFrame) -> pd.DataFrame:
 def speed_error_points(bench: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     timed = with_speedup(bench)
     timed = timed[(timed["status"] == "ok") & timed["had_size"].notna()]
+    timed = timed[timed["speedup_vs_bf16"].notna()]
     if timed.empty:
         return pd.DataFrame()
     largest = timed[timed["M"] == timed["M"].max()]
@@ -210,99 +263,180 @@ def summary_table(
     return table.merge(errors, on=["N", "K", "had_size"], how="left")
 
 
-def heatmap_figure(summary: pd.DataFrame):
-    """Speedup over BF16 for each (shape, M): one panel per NVFP4 provider and had size."""
-    data = summary[(summary["provider"] != BASELINE) & summary["speedup_vs_bf16"].notna()].copy()
-    if data.empty:
-        fig, ax = plt.subplots(figsize=(7, 2.5))
-        ax.axis("off")
-        _say_nothing_timed(ax, summary)
-        return fig
-    data["shape"] = data["N"].astype(str) + " x " + data["K"].astype(str)
-    data["variant"] = data["provider"] + data["had_size"].map(
+def compared_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
+    """What the overview and the heatmap show: (timed rows, value column, its label).
+
+    The speedup of every other provider over the baseline where both were timed; otherwise (only
+    the baseline ran, as on a CPU, or the baseline did not run) the TFLOP/s of each provider that
+    was timed. Each row has `shape` (its layers and N x K) and `variant` (provider, had size)."""
+    ok = summary[summary["status"] == "ok"].copy()
+    ok["shape"] = [
+        shape_label(users, n, k)
+        for users, n, k in zip(ok["users"].fillna(""), ok["N"], ok["K"], strict=True)
+    ]
+    ok["variant"] = ok["provider"] + ok["had_size"].map(
         lambda h: "" if pd.isna(h) else f" (had {int(h)})"
     )
-    variants = list(dict.fromkeys(data["variant"]))
-    cols = min(3, len(variants))
-    rows = -(-len(variants) // cols)
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(6.5 * cols, 0.5 * data["shape"].nunique() * rows + 2.5 * rows),
-        squeeze=False,
-    )
+    others = ok[(ok["provider"] != baseline_name()) & ok["speedup_vs_bf16"].notna()]
+    if len(others):
+        return others, "speedup_vs_bf16", f"Speedup over {baseline_name()}"
+    return ok, "tflops_median", "TFLOP/s"
+
+
+def _no_comparison_note(summary: pd.DataFrame, value: str) -> str:
+    if value == "speedup_vs_bf16":
+        return ""
+    if not (summary["provider"] == baseline_name()).any():
+        return f"No speedups: the baseline {baseline_name()} is not among the providers"
+    return "Only the baseline was timed on this device (the report's Workflow page says why)"
+
+
+def heatmap_figure(summary: pd.DataFrame):
+    """Speedup over the baseline for each (shape, M): one panel per provider and had size; the
+    TFLOP/s of the timed providers where there is nothing to compare."""
+    data, value, label = compared_rows(summary)
+    variants = list(dict.fromkeys(data["variant"])) or [""]
+    shapes = max(1, data["shape"].nunique())
+    # One column: the shape names take the left third of each panel's width.
+    fig, axes = _panel_grid(len(variants), width=9.5, height=0.4 * shapes + 1.8, cols=1)
     for ax, variant in zip(axes.flat, variants, strict=False):
         grid = data[data["variant"] == variant].pivot_table(
-            index="shape", columns="M", values="speedup_vs_bf16"
+            index="shape", columns="M", values=value
         )
+        if grid.empty:
+            ax.axis("off")
+            continue
+        speedup = value == "speedup_vs_bf16"
         sns.heatmap(
             grid,
             ax=ax,
             annot=True,
-            fmt=".2f",
-            center=1.0,
-            cmap="RdBu",
-            annot_kws={"fontsize": 6},
+            fmt=".2f" if speedup else ".3g",
+            center=1.0 if speedup else None,
+            cmap="RdBu" if speedup else "viridis",
+            annot_kws={"fontsize": 7},
             cbar=False,
         )
         ax.set_title(variant, fontsize=9)
-        ax.set_ylabel("N x K")
-    for ax in list(axes.flat)[len(variants) :]:
+        ax.set_ylabel("")
+        ax.set_xlabel("batch size M")
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(variants) :]:
         ax.axis("off")
-    label = timing_label(summary)
-    fig.suptitle(
-        f"Speedup over torch-bf16 (median times{'; ' + label if label else ''})", fontsize=11
-    )
-    fig.tight_layout()
+    lines = [f"{label} (median times)", timing_label(summary), _no_comparison_note(summary, value)]
+    fig.suptitle("\n".join(filter(None, lines)), fontsize=10)
     return fig
 
 
-def summary_outputs(bench_tsvs, accuracy_tsvs, shapes_tsv, summary_tsv, heatmap_png) -> None:
+def overview_figure(summary: pd.DataFrame):
+    """Speedup over the baseline against M, one line per shape, one panel per provider, on the
+    same axes; had-dependent providers at their smallest had size. Where there is nothing to
+    compare, the TFLOP/s of each timed provider."""
+    data, value, label = compared_rows(summary)
+    smallest = data.groupby("provider")["had_size"].transform("min")
+    data = data[data["had_size"].isna() | (data["had_size"] == smallest).fillna(False)]
+    panels = list(dict.fromkeys(data["variant"])) or [""]
+    shapes = sorted(data["shape"].unique())
+    palette = dict(
+        zip(
+            shapes,
+            sns.color_palette("tab10" if len(shapes) <= 10 else "husl", len(shapes)),
+            strict=True,
+        )
+    )
+    fig, axes = _panel_grid(len(panels), sharex=True, sharey=True)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for shape, line in data[data["variant"] == panel].groupby("shape"):
+            line = line.sort_values("M")
+            ax.plot(line["M"], line[value], marker="o", ms=3, label=shape, color=palette[shape])
+        if value == "speedup_vs_bf16":
+            ax.axhline(1.0, color="grey", lw=0.8)
+        _log2_batch_axis(ax)
+        ax.set_title(panel, fontsize=10)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("batch size M")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(label)
+    lines = [
+        f"{label} of every shape (median times)",
+        timing_label(summary),
+        _no_comparison_note(summary, value),
+    ]
+    fig.suptitle("\n".join(filter(None, lines)), fontsize=10)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncols=2 if len(shapes) > 3 else 1,
+            fontsize=8,
+        )
+    return fig
+
+
+def summary_outputs(bench_tsvs, accuracy_tsvs, shapes_tsv, outputs: dict) -> pd.DataFrame:
     bench = pd.concat([io.read_bench(p) for p in bench_tsvs], ignore_index=True)
     accuracy = pd.concat([io.read_tsv(p) for p in accuracy_tsvs], ignore_index=True)
     summary = summary_table(bench, accuracy, io.read_tsv(shapes_tsv))
-    io.write_tsv(summary, summary_tsv)
-    figure = heatmap_figure(summary)
-    io.write_figure(figure, heatmap_png)
-    plt.close(figure)
+    io.write_tsv(summary, outputs["summary"])
+    for key, figure in (
+        ("heatmap", heatmap_figure(summary)),
+        ("overview", overview_figure(summary)),
+    ):
+        io.write_figure(figure, outputs[key])
+        plt.close(figure)
+    return summary
 
 
 def forward_pass_figure(table: pd.DataFrame, model: str):
-    """Top: time of all linear layers of one forward pass vs M; bottom: speedup over torch-bf16.
-    One column per TP size; had-dependent providers drawn at their smallest had size."""
+    """Top: time of all linear layers of one forward pass vs M; below it, where another provider
+    than the baseline was timed, the speedup over the baseline. One column per TP size;
+    had-dependent providers drawn at their smallest had size."""
     tps = sorted(table["tp"].unique()) or [1]
-    fig, axes = plt.subplots(2, len(tps), figsize=(5.5 * len(tps), 7), squeeze=False, sharex=True)
+    compared = (table["provider"] != baseline_name()) & table["speedup_vs_bf16"].notna()
+    rows_of_axes = 2 if compared.any() else 1
+    fig, axes = plt.subplots(
+        rows_of_axes,
+        len(tps),
+        figsize=(5.5 * len(tps), 3.5 * rows_of_axes),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
     drawn = table[table["had_size"].isna() | (table["had_size"] == table["had_size"].min())]
     providers = list(dict.fromkeys(drawn["provider"]))
     palette = dict(zip(providers, sns.color_palette("tab10", len(providers)), strict=True))
     for col, tp in enumerate(tps):
-        top, bottom = axes[0, col], axes[1, col]
+        top = axes[0, col]
         rows = drawn[drawn["tp"] == tp]
-        if rows.empty:
-            _say_nothing_timed(top, rows)
         for (provider, had), line in rows.groupby(["provider", "had_size"], dropna=False):
             line = line.sort_values("M")
             label = provider if pd.isna(had) else f"{provider} (had {had})"
             style = dict(marker="o", ms=3, label=label, color=palette[provider])
             top.plot(line["M"], line["linear_ms"], **style)
-            bottom.plot(line["M"], line["speedup_vs_bf16"], **style)
-        top.set_title(f"TP {tp}")
+            if rows_of_axes == 2:
+                axes[1, col].plot(line["M"], line["speedup_vs_bf16"], **style)
+        top.set_title(f"TP {tp}" if len(rows) else f"TP {tp}: no provider timed every layer")
         top.set_ylabel("linear layers of one forward pass (ms)")
         top.set_yscale("log")
-        bottom.axhline(1.0, color="grey", lw=0.8)
-        bottom.set_ylabel("speedup over torch-bf16")
-        bottom.set_xlabel("batch size M (tokens)")
-        for ax in (top, bottom):
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.grid(alpha=0.3)
-        bottom.legend(fontsize=8)
+        if rows_of_axes == 2:
+            axes[1, col].axhline(1.0, color="grey", lw=0.8)
+            axes[1, col].set_ylabel(f"speedup over {baseline_name()}")
+        axes[-1, col].set_xlabel("batch size M (tokens)")
+        for ax in axes[:, col]:
+            _log2_batch_axis(ax)
+        if len(rows):
+            axes[-1, col].legend(fontsize=8)
     fig.suptitle(f"{model}: all linear layers, one forward pass, one rank", fontsize=11)
-    fig.tight_layout()
     return fig
 
 
-def forward_pass_outputs(shapes_tsvs, bench_tsvs, model: str, table_tsv, figure_png) -> None:
+def forward_pass_outputs(
+    shapes_tsvs, bench_tsvs, model: str, table_tsv, figure_png
+) -> pd.DataFrame:
     from .forward import forward_pass_times
 
     shapes = pd.concat([io.read_tsv(p) for p in shapes_tsvs], ignore_index=True)
@@ -312,3 +446,4 @@ def forward_pass_outputs(shapes_tsvs, bench_tsvs, model: str, table_tsv, figure_
     figure = forward_pass_figure(table, model)
     io.write_figure(figure, figure_png)
     plt.close(figure)
+    return table

@@ -7,6 +7,7 @@ from snakemake.utils import min_version
 from nvfp4bench import config as cfg
 from nvfp4bench.envinfo import device_label, resolve_device
 from nvfp4bench.io import read_tsv
+from nvfp4bench.report import shape_report_labels
 
 min_version("9.0")
 
@@ -93,19 +94,44 @@ SHAPE_PICKLE = in_results("plots/bench_nvfp4_res_n{N}_k{K}.pkl")
 ACCURACY_PLOT = in_results("plots/accuracy_n{N}_k{K}.png")
 SPEED_ERROR_PLOT = in_results("plots/speed_vs_error_n{N}_k{K}.png")
 SUMMARY_TSV = in_results("summary.tsv")
+SUMMARY_TABLE = in_results("summary.html")
 FORWARD_TSV = in_results("forward/{model}.tsv")
+FORWARD_PAGE = in_results("forward/{model}.html")
 FORWARD_PLOT = in_results("plots/forward_{model}.png")
 HEATMAP = in_results("speedup_heatmap.png")
+OVERVIEW = in_results("overview.png")
+# The report's front page, written from the run's records (rule describe_run).
+RUN_DESCRIPTION = in_results("report/workflow.rst")
 
 
 def all_targets(wildcards):
     per_shape_outputs = [SHAPE_PLOT, SHAPE_PICKLE, ACCURACY_PLOT, SPEED_ERROR_PLOT]
-    targets = [SUMMARY_TSV, HEATMAP, *all_shape_tsvs()]
+    targets = [
+        SUMMARY_TSV,
+        SUMMARY_TABLE,
+        HEATMAP,
+        OVERVIEW,
+        RUN_DESCRIPTION,
+        *all_shape_tsvs(),
+    ]
     for key in MODEL_BY_KEY:
-        targets += [FORWARD_TSV.format(model=key), FORWARD_PLOT.format(model=key)]
+        targets += [
+            path.format(model=key) for path in (FORWARD_TSV, FORWARD_PAGE, FORWARD_PLOT)
+        ]
     for pattern in per_shape_outputs:
         targets += per_shape(pattern)(wildcards)
     return targets
+
+
+# Report labels: one label a result, because the report turns a second label with two values into
+# a toggle between results.
+def shape_labels(wildcards, input):
+    """How the report's sidebar names a shape: by its layers."""
+    return shape_report_labels(input.shapes, int(wildcards.N), int(wildcards.K))
+
+
+def model_id(wildcards):
+    return MODEL_BY_KEY[wildcards.model]
 
 
 def bench_runtime_minutes(wildcards):

@@ -7,21 +7,24 @@ rule plot_shape:
         plot=report(
             SHAPE_PLOT,
             caption="../report/shape.rst",
-            category="Throughput per shape",
-            labels={"N": "{N}", "K": "{K}"},
+            category="Per shape",
+            subcategory="Throughput",
+            labels=shape_labels,
         ),
         pickle=SHAPE_PICKLE,
         accuracy=report(
             ACCURACY_PLOT,
             caption="../report/accuracy.rst",
-            category="Accuracy per shape",
-            labels={"N": "{N}", "K": "{K}"},
+            category="Per shape",
+            subcategory="Accuracy",
+            labels=shape_labels,
         ),
         speed_vs_error=report(
             SPEED_ERROR_PLOT,
             caption="../report/speed_vs_error.rst",
-            category="Speed vs error",
-            labels={"N": "{N}", "K": "{K}"},
+            category="Per shape",
+            subcategory="Speed vs error",
+            labels=shape_labels,
         ),
     log:
         in_results("logs/plots/n{N}_k{K}.log"),
@@ -37,8 +40,25 @@ rule summary:
         accuracy=per_shape(ACCURACY_TSV),
         shapes="results/shapes/unique.tsv",
     output:
-        summary=report(SUMMARY_TSV, caption="../report/summary.rst", category="Summary"),
-        heatmap=report(HEATMAP, caption="../report/heatmap.rst", category="Summary"),
+        summary=SUMMARY_TSV,
+        table=report(
+            SUMMARY_TABLE,
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"view": "table of every row"},
+        ),
+        heatmap=report(
+            HEATMAP,
+            caption="../report/heatmap.rst",
+            category="Summary",
+            labels={"view": "heatmap of shape × M"},
+        ),
+        overview=report(
+            OVERVIEW,
+            caption="../report/overview.rst",
+            category="Overview",
+            labels={"figure": "every shape against M"},
+        ),
     log:
         in_results("logs/summary.log"),
     conda:
@@ -52,23 +72,26 @@ rule forward_pass:
         shapes=model_shape_tsvs,
         bench=per_shape(BENCH_TSV),
     output:
-        table=report(
-            FORWARD_TSV,
+        table=FORWARD_TSV,
+        page=report(
+            FORWARD_PAGE,
             caption="../report/forward_pass.rst",
             category="Per model",
-            labels={"model": "{model}", "what": "table"},
+            subcategory=model_id,
+            labels={"view": "table"},
         ),
         figure=report(
             FORWARD_PLOT,
             caption="../report/forward_pass.rst",
             category="Per model",
-            labels={"model": "{model}", "what": "figure"},
+            subcategory=model_id,
+            labels={"view": "figure"},
         ),
     log:
         in_results("logs/forward/{model}.log"),
     conda:
         "../../envs/nvfp4bench.yaml"
     params:
-        model_id=lambda wildcards: MODEL_BY_KEY[wildcards.model],
+        model_id=model_id,
     script:
         "../../scripts/forward_pass.py"

@@ -6,7 +6,7 @@ rule layer_shapes:
     conda:
         "../../envs/nvfp4bench.yaml"
     params:
-        model_id=lambda wildcards: MODEL_BY_KEY[wildcards.model],
+        model_id=model_id,
     script:
         "../../scripts/layer_shapes.py"
 

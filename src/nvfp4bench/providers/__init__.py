@@ -36,9 +36,17 @@ def get_provider(name: str) -> Provider:
         raise ValueError(f"unknown provider {name!r}; known: {known}") from None
 
 
+def baseline_name() -> str:
+    """The provider that speedups are measured against (the one flagged ``baseline``)."""
+    names = [name for name, provider in PROVIDERS.items() if provider.baseline]
+    if len(names) != 1:
+        raise ValueError(f"the registry needs exactly one baseline provider; it has {names}")
+    return names[0]
+
+
 def availability(names: list[str], device: torch.device) -> dict[str, str | None]:
     """name -> None (runs here) or the reason it is skipped."""
     return {name: get_provider(name).unavailable_reason(device) for name in names}
 
 
-__all__ = ["PROVIDERS", "Prepared", "Provider", "availability", "get_provider"]
+__all__ = ["PROVIDERS", "Prepared", "Provider", "availability", "baseline_name", "get_provider"]

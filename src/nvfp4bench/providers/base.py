@@ -51,6 +51,8 @@ class Provider:
     unavailable_reason: Callable[[torch.device], str | None]
     # (a bf16 [M, K], b bf16 [N, K], had_size or None) -> Prepared
     prepare: Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]
+    # The provider every speedup is measured against; exactly one in the registry is.
+    baseline: bool = False
 
 
 def nvfp4_pair(

@@ -22,5 +22,6 @@ PROVIDERS = [
         uses_had_size=False,
         unavailable_reason=lambda device: None,
         prepare=_prepare,
+        baseline=True,
     )
 ]
