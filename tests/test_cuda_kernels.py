@@ -143,6 +143,21 @@ def test_gemm_candidates_fit_and_balance():
             n_blocks, _ = cn._blocks(M, N, v)
             share = -(-n_blocks // config.ctas_x)
             assert 1 <= config.ctas_x <= n_blocks and n_blocks <= config.ctas_x * share
+            # K splits are whole units (pairs of chunks for the two-register-set streamed kernel)
+            assert K % cn.split_unit(v) == 0 and config.k_splits <= K // cn.split_unit(v)
+        # The streamed kernel from MT = 8 (M > 32) on.
+        assert any(c.variant.streamed for c in candidates) == (M > 32), (M, N, K)
+
+
+def test_streamed_candidates_need_whole_chunk_pairs():
+    def occupancy(variant, smem):
+        return 0 if smem > 227 * 1024 else 1
+
+    odd = cn.gemm_candidates(64, 1024, 3 * 64, occupancy, 132)  # three 64-k chunks
+    assert {(c.variant.streamed, c.variant.nt) for c in odd if c.variant.streamed} == {(True, 2)}
+    streamed_one_tile = next(v for v in cn.GEMM_VARIANTS if v.streamed and v.nt == 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        cn.CudaGemm(64, 1024, 3 * 64, cn.GemmConfig(streamed_one_tile, 1, 1), torch.device("cpu"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,6 +200,10 @@ def test_every_variant_compiles_for_sm_90_without_spills(compiled):
             ).stdout
         assert variant.kernel_name in usage
         assert "LOCAL:0" in usage, f"{variant} spills to local memory:\n{usage}"
+        if getattr(variant, "streamed", False) and variant.nt == 1:
+            # Both A register sets and the accumulators fit in its 128 registers: no stack at all.
+            gemm = usage[usage.index(f"Function {variant.kernel_name}") :]
+            assert "STACK:0 " in gemm.splitlines()[1], f"{variant} spills:\n{usage}"
 
 
 def test_wgmma_variants_are_for_sm_90_only():
