@@ -145,8 +145,8 @@ def test_gemm_candidates_fit_and_balance():
             assert 1 <= config.ctas_x <= n_blocks and n_blocks <= config.ctas_x * share
             # K splits are whole units (pairs of chunks for the two-register-set streamed kernel)
             assert K % cn.split_unit(v) == 0 and config.k_splits <= K // cn.split_unit(v)
-        # The streamed kernel from MT = 8 (M > 32) on.
-        assert any(c.variant.streamed for c in candidates) == (M > 32), (M, N, K)
+        # The streamed kernel from MT = 4 (M > 16) on.
+        assert any(c.variant.streamed for c in candidates) == (M > 16), (M, N, K)
 
 
 def test_streamed_candidates_need_whole_chunk_pairs():

@@ -111,8 +111,10 @@ _WGMMA_SHAPES = {
     ),
     16: ((1, 8, 3), (1, 8, 8), (1, 4, 4), (2, 4, 3), (1, 16, 4)),
 }
-# The streamed wgmma kernel: (NT, WARPS, STAGES) per MT (MT * 2 a multiple of WARPS).
+# The streamed wgmma kernel: (NT, WARPS, STAGES) per MT (MT * 2 a multiple of WARPS). At MT = 2
+# it lost to the resident kernels on every Llama-3.3-70B layer (benchmarks/NOTES.md, v6).
 _STREAMED_SHAPES = {
+    4: ((1, 4, 4), (1, 8, 4), (1, 8, 6), (2, 8, 4)),
     8: ((1, 4, 4), (1, 8, 4), (2, 8, 3), (2, 8, 4), (1, 16, 3), (1, 16, 4)),
     16: ((1, 4, 4), (1, 8, 4), (1, 8, 6), (1, 16, 3), (1, 16, 4), (1, 16, 6)),
 }

@@ -8,7 +8,9 @@
 //
 // Compile-time parameters (-D):
 //   GEMM:     MT (token tiles of 8), NT (16-row weight tiles per warp), WARPS, STAGES;
-//             WGMMA (sm_90a): the warpgroup MMA instead of mma.sync (WARPS a multiple of 4)
+//             WGMMA (sm_90a): the warpgroup MMA instead of mma.sync (WARPS a multiple of 4);
+//             STREAM_B (with WGMMA): the activation, decoded once per call by
+//             nvfp4_decode_activation, streamed through a shared-memory ring with the weight
 //   quantize: R (Hadamard size; 0 = no rotation)
 
 typedef unsigned int u32;
@@ -317,7 +319,8 @@ __device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes
 
 // Grid (ctas_x, k_splits, m_blocks). An output block covers WARPS * NT * 16 weight rows and 8 * MT
 // tokens; CTA x loops over output blocks x, x + ctas_x, ... for its K-slice (at most max_slice). The
-// activation slice is decoded to fp16 (q * s * 2**-7) into shared memory once, in mma.sync
+// activation slice is decoded to fp16 (q * s * 2**-7) into shared memory once (with STREAM_B it
+// arrives decoded, one 64-k chunk per ring slot beside the weight's), in mma.sync
 // B-fragment order (with WGMMA: K-major core matrices for the wgmma descriptor); each warp streams
 // its NT row tiles of every block through one private STAGES-deep cp.async ring (the stream runs
 // on across blocks) and decodes them in registers into A fragments (with WGMMA, four warps' A
