@@ -6,5 +6,8 @@ with logged(snakemake):
         bench_tsv=snakemake.input.bench,
         accuracy_tsv=snakemake.input.accuracy,
         shapes_tsv=snakemake.input.shapes,
-        outputs=dict(snakemake.output.items()),
+        pickle_path=snakemake.output.pickle,
+        throughput_png=snakemake.output.plot,
+        accuracy_png=snakemake.output.accuracy,
+        speed_vs_error_png=snakemake.output.speed_vs_error,
     )

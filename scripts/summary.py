@@ -6,6 +6,8 @@ with logged(snakemake):
         bench_tsvs=list(snakemake.input.bench),
         accuracy_tsvs=list(snakemake.input.accuracy),
         shapes_tsv=snakemake.input.shapes,
-        outputs=dict(snakemake.output.items()),
+        summary_tsv=snakemake.output.summary,
+        heatmap_png=snakemake.output.heatmap,
+        overview_png=snakemake.output.overview,
     )
     report.summary_page(summary, snakemake.output.table)

@@ -233,18 +233,32 @@ def speed_error_points(bench: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFr
     return largest.astype({"had_size": int}).merge(errors, on="had_size")
 
 
-def shape_outputs(bench_tsv: str, accuracy_tsv: str, shapes_tsv: str, outputs: dict) -> None:
+def _write_figures(*figures_and_paths) -> None:
+    for figure, path in figures_and_paths:
+        io.write_figure(figure, path)
+        plt.close(figure)
+
+
+def shape_outputs(
+    bench_tsv: str,
+    accuracy_tsv: str,
+    shapes_tsv: str,
+    *,
+    pickle_path: str,
+    throughput_png: str,
+    accuracy_png: str,
+    speed_vs_error_png: str,
+) -> None:
+    """One shape's figures and the pickle of its rows (named by its layers)."""
     bench = io.read_bench(bench_tsv)
     accuracy = io.read_tsv(accuracy_tsv)
     users = shape_users(io.read_tsv(shapes_tsv), int(bench["N"].iloc[0]), int(bench["K"].iloc[0]))
-    io.write_pickle(bench.assign(users=users), outputs["pickle"])
-    for key, figure in (
-        ("plot", throughput_figure(bench, users)),
-        ("accuracy", accuracy_figure(accuracy, users)),
-        ("speed_vs_error", speed_vs_error_figure(bench, accuracy, users)),
-    ):
-        io.write_figure(figure, outputs[key])
-        plt.close(figure)
+    io.write_pickle(bench.assign(users=users), pickle_path)
+    _write_figures(
+        (throughput_figure(bench, users), throughput_png),
+        (accuracy_figure(accuracy, users), accuracy_png),
+        (speed_vs_error_figure(bench, accuracy, users), speed_vs_error_png),
+    )
 
 
 def summary_table(
@@ -377,17 +391,15 @@ def overview_figure(summary: pd.DataFrame):
     return fig
 
 
-def summary_outputs(bench_tsvs, accuracy_tsvs, shapes_tsv, outputs: dict) -> pd.DataFrame:
+def summary_outputs(
+    bench_tsvs, accuracy_tsvs, shapes_tsv, *, summary_tsv: str, heatmap_png: str, overview_png: str
+) -> pd.DataFrame:
+    """Every shape's rows side by side, the speedup heatmap and the overview figure."""
     bench = pd.concat([io.read_bench(p) for p in bench_tsvs], ignore_index=True)
     accuracy = pd.concat([io.read_tsv(p) for p in accuracy_tsvs], ignore_index=True)
     summary = summary_table(bench, accuracy, io.read_tsv(shapes_tsv))
-    io.write_tsv(summary, outputs["summary"])
-    for key, figure in (
-        ("heatmap", heatmap_figure(summary)),
-        ("overview", overview_figure(summary)),
-    ):
-        io.write_figure(figure, outputs[key])
-        plt.close(figure)
+    io.write_tsv(summary, summary_tsv)
+    _write_figures((heatmap_figure(summary), heatmap_png), (overview_figure(summary), overview_png))
     return summary
 
 
