@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 from test_sweep import settings as sweep_settings
 
 from nvfp4bench import sweep
+from nvfp4bench.numerics import HAD_SIZES
 from nvfp4bench.providers import get_provider
 
 
@@ -29,3 +31,17 @@ def capability(monkeypatch, value: tuple[int, int] | None) -> None:
     from nvfp4bench.providers import requirements
 
     monkeypatch.setattr(requirements, "compute_capability", lambda device: value)
+
+
+def contract_cases(name: str, decode_shape: tuple, larger_shape: tuple):
+    """The cases of one NVFP4 provider pair, as (name, had_size, (M, N, K)) parameters: every had
+    size (and none) and the noquant GEMM on a decode shape, then both on a larger shape (a second
+    128-row block of the activation). Choose M and N that are not multiples of 128, so the scales
+    need padded rows."""
+    cases = [(name, had, decode_shape) for had in (None, *HAD_SIZES)] + [
+        (f"{name}-noquant", None, decode_shape),
+        (name, 16, larger_shape),
+        (f"{name}-noquant", None, larger_shape),
+    ]
+    ids = [f"{n}-had{h}-{m}x{n_}x{k}" for n, h, (m, n_, k) in cases]
+    return pytest.mark.parametrize("name, had_size, shape", cases, ids=ids)

@@ -12,23 +12,17 @@ from __future__ import annotations
 import pytest
 import torch
 from blackwell_standins import _scaled_mm
-from contract_helpers import capability, measure
+from contract_helpers import capability, contract_cases, measure
 
 from nvfp4bench import numerics
-from nvfp4bench.numerics import HAD_SIZES
 from nvfp4bench.providers import get_provider
 
 pytest.importorskip("triton")
 if torch.cuda.is_available():
     pytest.skip("the stand-in replaces torch._scaled_mm on the CPU only", allow_module_level=True)
 
-# Every had size on a decode shape; a second 128-row block of the activation on the larger one.
-# M and N are not multiples of 128 (padded scale rows); N is a multiple of 16.
-CASES = [("torch-nvfp4", had, (1, 80, 256)) for had in (None, *HAD_SIZES)] + [
-    ("torch-nvfp4-noquant", None, (1, 80, 256)),
-    ("torch-nvfp4", 16, (130, 208, 512)),
-    ("torch-nvfp4-noquant", None, (130, 208, 512)),
-]
+# N is a multiple of 16 (torch._scaled_mm).
+CASES = contract_cases("torch-nvfp4", (1, 80, 256), (130, 208, 512))
 
 
 @pytest.fixture
@@ -44,9 +38,7 @@ def test_torch_refuses_nvfp4_on_the_cpu():
         torch._scaled_mm(a, a.t(), scales, scales, out_dtype=torch.bfloat16)
 
 
-@pytest.mark.parametrize(
-    "name, had_size, shape", CASES, ids=[f"{n}-had{h}-{m}x{n_}x{k}" for n, h, (m, n_, k) in CASES]
-)
+@CASES
 def test_provider_meets_the_contract(scaled_mm, name, had_size, shape):
     M, N, K = shape
     row = measure(name, M, N, K, had_size)

@@ -21,10 +21,9 @@ import sys
 import pytest
 import torch
 from blackwell_standins import e4m3_dot_scaled
-from contract_helpers import capability, measure
+from contract_helpers import capability, contract_cases, measure
 
 from nvfp4bench import numerics
-from nvfp4bench.numerics import HAD_SIZES
 
 pytest.importorskip("triton")
 
@@ -35,13 +34,8 @@ interpreter = pytest.mark.skipif(
     torch.cuda.is_available(), reason="patches Triton's interpreter (CPU only)"
 )
 
-# Every had size on a decode shape; a second 128-row block of the activation and two BLOCK_K
-# steps on the larger one. M and N are not multiples of 128 (padded scale rows).
-CASES = [("nvfp4-triton", had, (1, 96, 256)) for had in (None, *HAD_SIZES)] + [
-    ("nvfp4-triton-noquant", None, (1, 96, 256)),
-    ("nvfp4-triton", 16, (130, 224, 512)),
-    ("nvfp4-triton-noquant", None, (130, 224, 512)),
-]
+# The larger shape also takes two BLOCK_K steps.
+CASES = contract_cases("nvfp4-triton", (1, 96, 256), (130, 224, 512))
 
 
 @pytest.fixture
@@ -53,9 +47,7 @@ def blackwell(monkeypatch):
 
 
 @interpreter
-@pytest.mark.parametrize(
-    "name, had_size, shape", CASES, ids=[f"{n}-had{h}-{m}x{n_}x{k}" for n, h, (m, n_, k) in CASES]
-)
+@CASES
 def test_provider_meets_the_contract(blackwell, name, had_size, shape):
     M, N, K = shape
     row = measure(name, M, N, K, had_size)
