@@ -63,8 +63,17 @@ class GemmVariant:
     streamed: bool = False
 
     @property
+    def a_register_sets(self) -> int:
+        """Sets of wgmma A registers, used in turn. The streamed kernel with one row tile per warp
+        decodes the next chunk into a second set while the last chunk's wgmmas run (with two row
+        tiles, two sets do not fit in its 128 registers); its K splits are then whole pairs of
+        64-k chunks."""
+        return 2 if self.streamed and self.nt == 1 else 1
+
+    @property
     def defines(self) -> dict[str, int]:
-        defines = {"MT": self.mt, "NT": self.nt, "WARPS": self.warps, "STAGES": self.stages}
+        defines = {"MT": self.mt, "NT": self.nt, "WARPS": self.warps, "STAGES": self.stages,
+                   "A_SETS": self.a_register_sets}  # fmt: skip
         if self.wgmma:
             defines["WGMMA"] = 1
         if self.streamed:
@@ -420,9 +429,8 @@ def smem_bytes(variant: GemmVariant, k_slice: int) -> int:
 
 
 def split_unit(variant: GemmVariant) -> int:
-    """K splits are whole multiples of this: the streamed kernel with one row tile per warp takes
-    its 64-k chunks in pairs (two sets of A registers, used in turn)."""
-    return 128 if variant.streamed and variant.nt == 1 else 64
+    """K splits are whole multiples of this: one 64-k chunk per set of A registers."""
+    return 64 * variant.a_register_sets
 
 
 def max_slice(K: int, k_splits: int) -> int:

@@ -7,7 +7,8 @@
 // fragment order, then 64 bytes of scales).
 //
 // Compile-time parameters (-D):
-//   GEMM:     MT (token tiles of 8), NT (16-row weight tiles per warp), WARPS, STAGES;
+//   GEMM:     MT (token tiles of 8), NT (16-row weight tiles per warp), WARPS, STAGES, A_SETS
+//             (sets of wgmma A registers used in turn; K splits are whole groups of A_SETS chunks);
 //             WGMMA (sm_90a): the warpgroup MMA instead of mma.sync (WARPS a multiple of 4);
 //             STREAM_B (with WGMMA): the activation, decoded once per call by
 //             nvfp4_decode_activation, streamed through a shared-memory ring with the weight
@@ -330,12 +331,9 @@ __device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes
 // still be read by its wgmmas, so one fewer.
 #ifdef STREAM_B
 #define PRIMED (STAGES - 2)
-#define A_SETS (NT == 1 ? 2 : 1)
 #else
 #define PRIMED (STAGES - 1)
-#define A_SETS 1
 #endif
-#define SPLIT_UNIT A_SETS  // K splits are whole groups of A_SETS chunks
 
 #ifdef STREAM_B
 #define MIN_CTAS (16 / WARPS)  // four warpgroups per SM: 128 registers per thread
@@ -353,12 +351,12 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
   const int warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int k_splits = gridDim.y;
-  // K-slice of this split: chunks [c0, c1) of 64; slices differ by at most one unit of SPLIT_UNIT
-  // chunks (the streamed kernel's steps go in pairs, so its slices are whole pairs).
+  // K-slice of this split: chunks [c0, c1) of 64; slices differ by at most one group of A_SETS
+  // chunks (steps go in such groups).
   const int k_chunks_total = K / 64;
-  const int k_units = k_chunks_total / SPLIT_UNIT;
-  const int c0 = (int)(((long long)blockIdx.y * k_units) / k_splits) * SPLIT_UNIT;
-  const int c1 = (int)(((long long)(blockIdx.y + 1) * k_units) / k_splits) * SPLIT_UNIT;
+  const int k_units = k_chunks_total / A_SETS;
+  const int c0 = (int)(((long long)blockIdx.y * k_units) / k_splits) * A_SETS;
+  const int c1 = (int)(((long long)(blockIdx.y + 1) * k_units) / k_splits) * A_SETS;
   const int k0 = c0 * 64, k_slice = (c1 - c0) * 64;
   const int m0 = blockIdx.z * 8 * MT;
   const int n_chunks = k_slice / 64;
