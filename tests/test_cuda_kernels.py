@@ -129,9 +129,12 @@ def test_gemm_candidates_fit_and_balance():
         return 0 if smem > 227 * 1024 else min(64 // variant.warps, 228 * 1024 // (smem + 1024))
 
     shapes = [(1, 10240, 8192), (16, 8192, 28672), (64, 57344, 8192), (100, 8192, 8192)]
-    for M, N, K in shapes + [(1, 256, 1024), (3, 16, 64)]:  # the last two cannot fill the GPU
+    for M, N, K in shapes + [(1, 256, 1024), (33, 16, 64)]:  # the last two cannot fill the GPU
         candidates = cn.gemm_candidates(M, N, K, occupancy, 132)
+        # The wgmma variants go in pairs of 64-k chunks (two A register sets), except 16 warps.
         assert {c.variant.wgmma for c in candidates} == {False, True}, (M, N, K)
+        if K % 128:
+            assert all(c.variant.warps == 16 for c in candidates if c.variant.wgmma)
         without = cn.gemm_candidates(M, N, K, occupancy, 132, wgmma=False)
         assert without == [c for c in candidates if not c.variant.wgmma]
         for config in candidates:
@@ -139,14 +142,29 @@ def test_gemm_candidates_fit_and_balance():
             assert v.mt == cn.token_tiles(M, v.wgmma) and (N // 16) % v.nt == 0
             assert 8 * v.mt >= min(M, 8 * cn.token_tiles(10**6, v.wgmma))  # one CTA row if it can
             assert 1 <= config.k_splits <= K // 64
-            assert cn.smem_bytes(v, cn.max_slice(K, config.k_splits)) <= 227 * 1024
+            assert cn.smem_bytes(v, cn.max_slice(K, config.k_splits, v)) <= 227 * 1024
             n_blocks, _ = cn._blocks(M, N, v)
             share = -(-n_blocks // config.ctas_x)
             assert 1 <= config.ctas_x <= n_blocks and n_blocks <= config.ctas_x * share
-            # K splits are whole units (pairs of chunks for the two-register-set streamed kernel)
+            # K splits are whole units (pairs of chunks for the two-register-set kernels)
             assert K % cn.split_unit(v) == 0 and config.k_splits <= K // cn.split_unit(v)
-        # The streamed kernel from MT = 4 (M > 16) on.
-        assert any(c.variant.streamed for c in candidates) == (M > 16), (M, N, K)
+        # The streamed kernel from MT = 4 (M > 16) on, where its chunk pairs fit K.
+        assert any(c.variant.streamed for c in candidates) == (M > 16 and K % 128 == 0), (M, N, K)
+
+
+def test_max_slice_bounds_every_split_the_kernel_forms():
+    """The kernel's K-slice of split y is chunks [c0, c1) with c = (y * units / splits) * A_SETS
+    (nvfp4_gemm_small_m); the shared memory sized by ``max_slice`` must hold the longest."""
+    for v in {cn.GemmVariant(1, 1, 8, 4), cn.GemmVariant(1, 1, 8, 4, True)}:
+        unit = cn.split_unit(v) // 64
+        for K in (128, 640, 8192, 28672):
+            units = K // 64 // unit
+            for splits in range(1, units + 1):
+                longest = max(
+                    ((y + 1) * units // splits - y * units // splits) * unit * 64
+                    for y in range(splits)
+                )
+                assert longest <= cn.max_slice(K, splits, v), (v, K, splits)
 
 
 def test_streamed_candidates_need_whole_chunk_pairs():
@@ -155,6 +173,7 @@ def test_streamed_candidates_need_whole_chunk_pairs():
 
     odd = cn.gemm_candidates(64, 1024, 3 * 64, occupancy, 132)  # three 64-k chunks
     assert {(c.variant.streamed, c.variant.nt) for c in odd if c.variant.streamed} == {(True, 2)}
+    assert all(cn.split_unit(c.variant) == 64 for c in odd)
     streamed_one_tile = next(v for v in cn.GEMM_VARIANTS if v.streamed and v.nt == 1)
     with pytest.raises(ValueError, match="does not fit"):
         cn.CudaGemm(64, 1024, 3 * 64, cn.GemmConfig(streamed_one_tile, 1, 1), torch.device("cpu"))

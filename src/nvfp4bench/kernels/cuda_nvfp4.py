@@ -64,11 +64,13 @@ class GemmVariant:
 
     @property
     def a_register_sets(self) -> int:
-        """Sets of wgmma A registers, used in turn. The streamed kernel with one row tile per warp
-        decodes the next chunk into a second set while the last chunk's wgmmas run (with two row
-        tiles, two sets do not fit in its 128 registers); its K splits are then whole pairs of
-        64-k chunks."""
-        return 2 if self.streamed and self.nt == 1 else 1
+        """Sets of wgmma A registers, used in turn: the next chunk is decoded into one while the
+        last chunk's wgmmas read the other. They fit (no spills, ptxas) in the resident kernel
+        with up to 8 warps (255 registers per thread), and in the streamed kernel (128) with one
+        row tile per warp. K splits are then whole pairs of 64-k chunks."""
+        if self.streamed:
+            return 2 if self.nt == 1 else 1
+        return 2 if self.wgmma and self.warps <= 8 else 1
 
     @property
     def defines(self) -> dict[str, int]:
@@ -105,7 +107,7 @@ _MMA_SYNC_SHAPES = {
 }
 _WGMMA_SHAPES = {
     1: ((1, 8, 4), (2, 8, 3), (2, 4, 8)),
-    2: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 4, 8), (4, 4, 4)),
+    2: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 4, 8)),
     4: ((1, 8, 4), (2, 8, 3), (2, 8, 4), (2, 8, 8), (2, 4, 8), (4, 4, 4), (1, 16, 4)),
     8: (
         (1, 8, 4),
@@ -433,9 +435,10 @@ def split_unit(variant: GemmVariant) -> int:
     return 64 * variant.a_register_sets
 
 
-def max_slice(K: int, k_splits: int) -> int:
-    """The longest K-slice of a split (slices are whole 64-chunks, differing by at most one)."""
-    return -(-(K // 64) // k_splits) * 64
+def max_slice(K: int, k_splits: int, variant: GemmVariant) -> int:
+    """The longest K-slice of a split: slices are whole split units, differing by at most one."""
+    unit = split_unit(variant)
+    return -(-(K // unit) // k_splits) * unit
 
 
 def _blocks(M: int, N: int, variant: GemmVariant) -> tuple[int, int]:
@@ -472,14 +475,14 @@ def gemm_candidates(
                 # A shape too small to fill the slots gets every K chunk its own split.
                 splits = 1
                 while splits < k_units:
-                    occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits)))
+                    occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits, variant)))
                     resident = occ if per_sm is None else min(occ, per_sm)
                     slots = sms * waves * resident
                     if resident and (per_sm is None or occ >= per_sm):
                         if blocks * splits >= 0.9 * slots:
                             break
                     splits += 1
-                occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits)))
+                occ = occupancy(variant, smem_bytes(variant, max_slice(K, splits, variant)))
                 if not occ:
                     continue
                 slots = sms * waves * (occ if per_sm is None else min(occ, per_sm))
@@ -500,7 +503,7 @@ class CudaGemm:
         if N % (16 * v.nt) or K % unit or not 1 <= config.k_splits <= K // unit:
             raise ValueError(f"{config} does not fit N={N}, K={K}")
         self.M, self.N, self.K, self.config = M, N, K, config
-        self.max_slice = max_slice(K, config.k_splits)
+        self.max_slice = max_slice(K, config.k_splits, v)
         self.smem = smem_bytes(v, self.max_slice)
         n_blocks, m_blocks = _blocks(M, N, v)
         self.grid = (config.ctas_x, config.k_splits, m_blocks)

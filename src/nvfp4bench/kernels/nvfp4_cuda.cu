@@ -19,6 +19,7 @@ typedef unsigned long long u64;
 typedef unsigned short u16;
 typedef unsigned char u8;
 
+
 #define CHUNK_BYTES 576   // 16 rows x 64 k: 512 bytes of E2M1 codes + 64 bytes of E4M3 scales
 #define F16X2_2POW15 0x78007800u  // (2**15, 2**15) as fp16x2
 
@@ -124,52 +125,44 @@ __device__ __forceinline__ void decode_a_fragment(const uint4& codes, const uint
 #ifdef WGMMA
 // wgmma.mma_async m64n(8*MT)k16, A (the decoded weight) from registers, B (the activation) from
 // shared memory by descriptor; fp32 accumulators d[4 * MT] in the mma.sync m16n8 tile order.
-template <int MT_> __device__ __forceinline__ void wgmma_rs(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b);
-#define WGMMA_F4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-#define WGMMA_F8(i) WGMMA_F4(i), WGMMA_F4(i + 4)
-#define WGMMA_F16(i) WGMMA_F8(i), WGMMA_F8(i + 8)
-#define WGMMA_F32(i) WGMMA_F16(i), WGMMA_F16(i + 16)
-#define WGMMA_F64(i) WGMMA_F32(i), WGMMA_F32(i + 32)
-#define WGMMA_IN "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"(1)
-template <> __device__ __forceinline__ void wgmma_rs<1>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
-  asm volatile("{.reg .pred p; setp.ne.b32 p, %9, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {"
-               "%0, %1, %2, %3"
-               "}, {%4, %5, %6, %7}, %8, p, 1, 1, 0;}\n"
-               : WGMMA_F4(0) : WGMMA_IN);
-}
-template <> __device__ __forceinline__ void wgmma_rs<2>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
-  asm volatile("{.reg .pred p; setp.ne.b32 p, %13, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {"
-               "%0, %1, %2, %3, %4, %5, %6, %7"
-               "}, {%8, %9, %10, %11}, %12, p, 1, 1, 0;}\n"
-               : WGMMA_F8(0) : WGMMA_IN);
-}
-template <> __device__ __forceinline__ void wgmma_rs<4>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
-  asm volatile("{.reg .pred p; setp.ne.b32 p, %21, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
-               "}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;}\n"
-               : WGMMA_F16(0) : WGMMA_IN);
-}
-template <> __device__ __forceinline__ void wgmma_rs<8>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
-  asm volatile("{.reg .pred p; setp.ne.b32 p, %37, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-               "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;}\n"
-               : WGMMA_F32(0) : WGMMA_IN);
-}
-template <> __device__ __forceinline__ void wgmma_rs<16>(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b) {
-  asm volatile("{.reg .pred p; setp.ne.b32 p, %69, 0;\n"
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-               "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;}\n"
-               : WGMMA_F64(0) : WGMMA_IN);
-}
+// ACC = false starts a block: D = A B (scale-d 0), with d an output only, so the accumulators are
+// only ever written by wgmma (a plain write to them while a group is in flight makes ptxas wait
+// for all groups; benchmarks/NOTES.md, v7) and are dead between a block's epilogue and the next.
+template <int MT_, bool ACC>
+__device__ __forceinline__ void wgmma_rs(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 b);
+#define WGMMA_D4(c, i) c(d[i]), c(d[i + 1]), c(d[i + 2]), c(d[i + 3])
+#define WGMMA_D8(c, i) WGMMA_D4(c, i), WGMMA_D4(c, i + 4)
+#define WGMMA_D16(c, i) WGMMA_D8(c, i), WGMMA_D8(c, i + 8)
+#define WGMMA_D32(c, i) WGMMA_D16(c, i), WGMMA_D16(c, i + 16)
+#define WGMMA_D64(c, i) WGMMA_D32(c, i), WGMMA_D32(c, i + 32)
+#define WGMMA_REGS4 "%0, %1, %2, %3"
+#define WGMMA_REGS8 WGMMA_REGS4 ", %4, %5, %6, %7"
+#define WGMMA_REGS16 WGMMA_REGS8 ", %8, %9, %10, %11, %12, %13, %14, %15"
+#define WGMMA_REGS32 WGMMA_REGS16 ", %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, " \
+                     "%28, %29, %30, %31"
+#define WGMMA_REGS64 WGMMA_REGS32 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, " \
+                     "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, " \
+                     "%59, %60, %61, %62, %63"
+// One specialization per (MT, ACC): N = 8 MT, REGS the D register list, A the operand numbers of
+// a0..a3, then b's and scale-d's.
+#define WGMMA_RS(MT_, ACC, N, REGS, A, B, SCALE_D, D_OPERANDS)                                    \
+  template <>                                                                                     \
+  __device__ __forceinline__ void wgmma_rs<MT_, ACC>(float* d, u32 a0, u32 a1, u32 a2, u32 a3,    \
+                                                     u64 b) {                                     \
+    asm volatile("{.reg .pred p; setp.ne.b32 p, " SCALE_D ", 0;\n"                               \
+                 "wgmma.mma_async.sync.aligned.m64n" N "k16.f32.f16.f16 {" REGS "}, {" A "}, " B   \
+                 ", p, 1, 1, 0;}\n"                                                               \
+                 : D_OPERANDS                                                                     \
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b), "r"((u32)ACC));                    \
+  }
+#define WGMMA_RS_BOTH(MT_, N, REGS, A, B, SCALE_D, D)                                             \
+  WGMMA_RS(MT_, true, N, REGS, A, B, SCALE_D, D("+f", 0))                                         \
+  WGMMA_RS(MT_, false, N, REGS, A, B, SCALE_D, D("=f", 0))
+WGMMA_RS_BOTH(1, "8", WGMMA_REGS4, "%4, %5, %6, %7", "%8", "%9", WGMMA_D4)
+WGMMA_RS_BOTH(2, "16", WGMMA_REGS8, "%8, %9, %10, %11", "%12", "%13", WGMMA_D8)
+WGMMA_RS_BOTH(4, "32", WGMMA_REGS16, "%16, %17, %18, %19", "%20", "%21", WGMMA_D16)
+WGMMA_RS_BOTH(8, "64", WGMMA_REGS32, "%32, %33, %34, %35", "%36", "%37", WGMMA_D32)
+WGMMA_RS_BOTH(16, "128", WGMMA_REGS64, "%64, %65, %66, %67", "%68", "%69", WGMMA_D64)
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() {
@@ -318,15 +311,6 @@ __device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes
   }
 }
 
-// Grid (ctas_x, k_splits, m_blocks). An output block covers WARPS * NT * 16 weight rows and 8 * MT
-// tokens; CTA x loops over output blocks x, x + ctas_x, ... for its K-slice (at most max_slice). The
-// activation slice is decoded to fp16 (q * s * 2**-7) into shared memory once (with STREAM_B it
-// arrives decoded, one 64-k chunk per ring slot beside the weight's), in mma.sync
-// B-fragment order (with WGMMA: K-major core matrices for the wgmma descriptor); each warp streams
-// its NT row tiles of every block through one private STAGES-deep cp.async ring (the stream runs
-// on across blocks) and decodes them in registers into A fragments (with WGMMA, four warps' A
-// fragments make one m64 operand). With k_splits > 1 each block's fp32 partial goes to the workspace; the last CTA to
-// finish a block (atomic counter) adds the partials in split order (deterministic) and writes bf16.
 // Chunks in flight in each ring: with STREAM_B the slot of the chunk before the current one may
 // still be read by its wgmmas, so one fewer.
 #ifdef STREAM_B
@@ -340,6 +324,98 @@ __device__ __forceinline__ void decode_activation(const u8* __restrict__ a_codes
 #else
 #define MIN_CTAS 1
 #endif
+
+// One 64-k chunk: wait for its ring stage, refill the ring, decode the weight, MMA. SET: the A
+// register set (wgmma); FIRST: the block's first chunk, whose MMAs start from zero.
+template <bool FIRST, int SET>
+__device__ __forceinline__ void gemm_step(WeightStream& stream, int& slot, const u8* ring,
+                                          const u32* act, u32 act_addr, int lane, int c,
+                                          float (&acc)[NT][MT][4], u32 (&a)[A_SETS][NT][4][4]) {
+  const int g = lane >> 2;
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(PRIMED - 1));
+#ifdef STREAM_B
+  // Every thread's share of this B stage has landed, and every warpgroup's wgmmas of the chunk
+  // before last (which read the slot issue() refills now) have completed.
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncthreads();
+  const u32 b_stage = act_addr + slot * B_STAGE_BYTES;
+#else
+  __syncwarp();
+#endif
+  stream.issue();
+  const u8* stage = ring + slot * NT * CHUNK_BYTES;
+  slot = slot + 1 == STAGES ? 0 : slot + 1;
+  uint4 codes[NT];
+  uint2 scales[NT];
+#pragma unroll
+  for (int i = 0; i < NT; ++i) {
+    codes[i] = *(const uint4*)(stage + i * CHUNK_BYTES + lane * 16);
+    scales[i] = *(const uint2*)(stage + i * CHUNK_BYTES + 512 + g * 8);
+  }
+#ifdef WGMMA
+  // Decode all NT x 4 fragments into this set, then issue their wgmmas as one group.
+#pragma unroll
+  for (int kt = 0; kt < 4; ++kt)
+#pragma unroll
+    for (int i = 0; i < NT; ++i) {
+      decode_a_fragment(codes[i], scales[i], kt, a[SET][i][kt]);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) pin(a[SET][i][kt][r]);
+    }
+  wgmma_fence();
+#pragma unroll
+  for (int kt = 0; kt < 4; ++kt) {
+#ifdef STREAM_B
+    const u64 desc = act_descriptor(b_stage + kt * MT * 256);
+#else
+    const u64 desc = act_descriptor(act_addr + (c * 4 + kt) * MT * 256);
+#endif
+#pragma unroll
+    for (int i = 0; i < NT; ++i) {
+      const u32(&f)[4] = a[SET][i][kt];
+      if (FIRST && kt == 0)
+        wgmma_rs<MT, false>(&acc[i][0][0], f[0], f[1], f[2], f[3], desc);
+      else
+        wgmma_rs<MT, true>(&acc[i][0][0], f[0], f[1], f[2], f[3], desc);
+    }
+  }
+  wgmma_commit();
+  wgmma_wait<A_SETS - 1>();  // with two sets, the last group stays in flight
+  if (A_SETS == 2) {
+    // The other set's group has completed: only now may its registers be reused.
+#pragma unroll
+    for (int x = 0; x < NT * 16; ++x) pin((&a[1 - SET][0][0][0])[x]);
+  }
+#else
+  if (FIRST) {
+#pragma unroll
+    for (int x = 0; x < NT * MT * 4; ++x) (&acc[0][0][0])[x] = 0.f;
+  }
+#pragma unroll
+  for (int kt = 0; kt < 4; ++kt) {
+    uint2 bfrag[MT];
+#pragma unroll
+    for (int j = 0; j < MT; ++j)
+      bfrag[j] = *(const uint2*)(act + (((c * 4 + kt) * MT + j) * 32 + lane) * 2);
+#pragma unroll
+    for (int i = 0; i < NT; ++i) {
+      u32 a[4];
+      decode_a_fragment(codes[i], scales[i], kt, a);
+#pragma unroll
+      for (int j = 0; j < MT; ++j) mma_16816(acc[i][j], a[0], a[1], a[2], a[3], bfrag[j].x, bfrag[j].y);
+    }
+  }
+#endif
+}
+// Grid (ctas_x, k_splits, m_blocks). An output block covers WARPS * NT * 16 weight rows and 8 * MT
+// tokens; CTA x loops over output blocks x, x + ctas_x, ... for its K-slice (at most max_slice). The
+// activation slice is decoded to fp16 (q * s * 2**-7) into shared memory once (with STREAM_B it
+// arrives decoded, one 64-k chunk per ring slot beside the weight's), in mma.sync
+// B-fragment order (with WGMMA: K-major core matrices for the wgmma descriptor); each warp streams
+// its NT row tiles of every block through one private STAGES-deep cp.async ring (the stream runs
+// on across blocks) and decodes them in registers into A fragments (with WGMMA, four warps' A
+// fragments make one m64 operand). With k_splits > 1 each block's fp32 partial goes to the workspace; the last CTA to
+// finish a block (atomic counter) adds the partials in split order (deterministic) and writes bf16.
 extern "C" __global__ void __launch_bounds__(WARPS * 32, MIN_CTAS)
 nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scales,
                    const u8* __restrict__ weight, u16* __restrict__ out,
@@ -400,114 +476,41 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
 #endif
 #ifdef WGMMA
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // wgmma reads it (async proxy)
-  const u32 act_addr = smem_addr(act);
 #endif
+  const u32 act_addr = smem_addr(act);
   __syncthreads();
 
   const float scale_out = alpha_ptr[0] * 2097152.0f;  // operands carry 2**-14 and 2**-7
   const int per_block = WARPS * NT * MT * 32;       // float4s of one block's partial
+  // Written only by the MMAs (a block's first zeroes them) and read by its epilogue.
   float acc[NT][MT][4];
-#pragma unroll
-  for (int i = 0; i < NT; ++i)
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
 
-  int c = 0, slot = 0, q = 0;
-  // The wgmma A registers. The streamed kernel with one row tile per warp has two sets, used in
-  // turn: one chunk's wgmmas run on while the next chunk is decoded into the other set. With one
-  // set, ptxas waits for the group before the next decode (benchmarks/NOTES.md, v5).
-#ifdef WGMMA
+  int slot = 0;
+  // The wgmma A registers (unused by mma.sync). The streamed kernel with one row tile per warp has
+  // two sets, used in turn: one chunk's wgmmas run on while the next chunk is decoded into the
+  // other set.
   u32 a[A_SETS][NT][4][4];
 #pragma unroll
   for (int x = 0; x < A_SETS * NT * 16; ++x) (&a[0][0][0][0])[x] = 0u;
-#endif
-  // One 64-k chunk per step: wait for its stage, refill the ring, decode, MMA; the block's
-  // epilogue after its last chunk. Steps go in groups of A_SETS (each split's chunk count is a
-  // multiple), step `set` using A register set `set`, with no branch around a step: a branch merges two
-  // versions of the accumulators while a group is in flight, and ptxas then serializes every wgmma.
-  for (int it = 0; it < total; it += A_SETS)
-#pragma unroll
-  for (int set = 0; set < A_SETS; ++set) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(PRIMED - 1));
-#ifdef STREAM_B
-    // Every thread's share of this B stage has landed, and every warpgroup's wgmmas of the chunk
-    // before last (which read the slot issue() refills now) have completed.
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-    const u32 b_stage = act_addr + slot * B_STAGE_BYTES;
-#else
-    __syncwarp();
-#endif
-    stream.issue();
-    const u8* stage = ring + slot * NT * CHUNK_BYTES;
-    slot = slot + 1 == STAGES ? 0 : slot + 1;
-    uint4 codes[NT];
-    uint2 scales[NT];
-#pragma unroll
-    for (int i = 0; i < NT; ++i) {
-      codes[i] = *(const uint4*)(stage + i * CHUNK_BYTES + lane * 16);
-      scales[i] = *(const uint2*)(stage + i * CHUNK_BYTES + 512 + g * 8);
+  // Each block's steps go in groups of A_SETS (each split's chunk count is a multiple), with no
+  // branch around a step, and its first step (whose MMAs start from zero) peeled off the chunk
+  // loop: a branch that merges two versions of the accumulators while a group is in flight makes
+  // ptxas serialize the wgmmas or wait for all of them (benchmarks/NOTES.md, v6 and v7).
+  for (int q = 0; q < my_blocks; ++q) {
+    gemm_step<true, 0>(stream, slot, ring, act, act_addr, lane, 0, acc, a);
+    if constexpr (A_SETS == 2) gemm_step<false, 1>(stream, slot, ring, act, act_addr, lane, 1, acc, a);
+    for (int c = A_SETS; c < n_chunks; c += A_SETS) {
+      gemm_step<false, 0>(stream, slot, ring, act, act_addr, lane, c, acc, a);
+      if constexpr (A_SETS == 2)
+        gemm_step<false, 1>(stream, slot, ring, act, act_addr, lane, c + 1, acc, a);
     }
-#ifdef WGMMA
-    // Decode all NT x 4 fragments into this set, then issue their wgmmas as one group.
-#pragma unroll
-    for (int kt = 0; kt < 4; ++kt)
-#pragma unroll
-      for (int i = 0; i < NT; ++i) {
-        decode_a_fragment(codes[i], scales[i], kt, a[set][i][kt]);
-#pragma unroll
-        for (int r = 0; r < 4; ++r) pin(a[set][i][kt][r]);
-      }
-#ifndef STREAM_B
-    pin(acc);  // the epilogue's zeros land before the fence
-#endif
-    wgmma_fence();
-#pragma unroll
-    for (int kt = 0; kt < 4; ++kt) {
-#ifdef STREAM_B
-      const u64 desc = act_descriptor(b_stage + kt * MT * 256);
-#else
-      const u64 desc = act_descriptor(act_addr + (c * 4 + kt) * MT * 256);
-#endif
-#pragma unroll
-      for (int i = 0; i < NT; ++i)
-        wgmma_rs<MT>(&acc[i][0][0], a[set][i][kt][0], a[set][i][kt][1], a[set][i][kt][2],
-                     a[set][i][kt][3], desc);
-    }
-    wgmma_commit();
-    wgmma_wait<1>();
-    if (A_SETS == 2) {
-      // The other set's group has completed: only now may its registers be reused.
-#pragma unroll
-      for (int x = 0; x < NT * 16; ++x) pin((&a[1 - set][0][0][0])[x]);
-    }
-#else
-#pragma unroll
-    for (int kt = 0; kt < 4; ++kt) {
-      uint2 bfrag[MT];
-#pragma unroll
-      for (int j = 0; j < MT; ++j)
-        bfrag[j] = *(const uint2*)(act + (((c * 4 + kt) * MT + j) * 32 + lane) * 2);
-#pragma unroll
-      for (int i = 0; i < NT; ++i) {
-        u32 a[4];
-        decode_a_fragment(codes[i], scales[i], kt, a);
-#pragma unroll
-        for (int j = 0; j < MT; ++j) mma_16816(acc[i][j], a[0], a[1], a[2], a[3], bfrag[j].x, bfrag[j].y);
-      }
-    }
-#endif
-    if (++c != n_chunks) continue;
 
     // ---- block epilogue ----
-    c = 0;
 #ifdef WGMMA
     wgmma_wait<0>();
     pin(acc);  // the epilogue reads acc only after the wait
 #endif
-    const int nb = blockIdx.x + (q++) * gridDim.x;
+    const int nb = blockIdx.x + q * gridDim.x;
     const int blk = blockIdx.z * n_blocks + nb;
     bool write = true;
     if (k_splits > 1) {
@@ -574,12 +577,8 @@ nvfp4_gemm_small_m(const u8* __restrict__ a_codes, const u8* __restrict__ a_scal
           const int token = m0 + j * 8 + 2 * t + (e & 1);
           if (write && tile < row_tiles && token < M)
             out[(size_t)token * N + n] = f32_to_bf16(acc[i][j][e] * scale_out);
-          acc[i][j][e] = 0.f;
         }
     }
-#ifdef STREAM_B
-    pin(acc);  // the zeros land before the next wgmma.fence (no group is in flight here)
-#endif
   }
   asm volatile("cp.async.wait_group 0;\n" ::);
 }
