@@ -1,8 +1,10 @@
 """Launch one CUDA NVFP4 GEMM configuration a few times, for Nsight Compute (no tuning launches).
 
-    ncu --kernel-name nvfp4_gemm_small_m --launch-skip 2 --launch-count 1 \\
+    ncu --clock-control none --kernel-name nvfp4_gemm_small_m --launch-skip 2 --launch-count 1 \\
         --section SpeedOfLight --section WarpStateStats --section Occupancy \\
-        python benchmarks/profile_cuda_gemm.py M N K MT NT WARPS STAGES SPLITS CTAS_X [wgmma|streamed]
+        python benchmarks/profile_cuda_gemm.py M N K MT NT WARPS STAGES SPLITS CTAS_X [KIND]
+
+KIND: mma (default), wgmma or streamed (GemmVariant.wgmma / .streamed).
 """
 
 from __future__ import annotations
