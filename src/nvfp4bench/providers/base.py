@@ -85,6 +85,31 @@ def nvfp4_pair(
     ]
 
 
+def nvfp4_prepared(
+    gemm: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    quantize: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None,
+    prequantized: tuple[torch.Tensor, torch.Tensor],
+    operands: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    kernel: str,
+) -> Prepared:
+    """The timed call of an NVFP4 provider with global scales 1: ``gemm(*quantize())`` (the
+    activation quantized inside the timed call) or, where `quantize` is None, ``gemm`` on the
+    `prequantized` activation. Checked against the float64 product of `operands` (activation
+    codes and scales, weight codes and scales, linear scales)."""
+    if quantize is not None:
+
+        def run():
+            return gemm(*quantize())
+    else:
+
+        def run():
+            return gemm(*prequantized)
+
+    reference = nvfp4_product_reference(*operands, 1.0)
+    # Exact up to fp32 accumulation order and the bf16 output rounding.
+    return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
+
+
 def nvfp4_product_reference(
     a_packed: torch.Tensor,
     a_scales: torch.Tensor,

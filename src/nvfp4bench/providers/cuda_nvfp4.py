@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_prepared
 from .requirements import first_reason, loads, needs_cuda_capability
 
 # Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 512
@@ -91,18 +91,13 @@ def _make_prepare(quantize_activation: bool):
         gemm, kernel = _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out)
         q_buf = (torch.empty_like(a_packed), torch.empty_like(a_scales))
 
-        if quantize_activation:
-
-            def run():
-                return gemm(*quantize_nvfp4(a16, r, gs, out=q_buf))
-        else:
-
-            def run():
-                return gemm(a_packed, a_scales)
-
-        reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, 1.0)
-        # Exact up to fp32 accumulation order and the bf16 output rounding.
-        return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
+        return nvfp4_prepared(
+            gemm,
+            (lambda: quantize_nvfp4(a16, r, gs, out=q_buf)) if quantize_activation else None,
+            (a_packed, a_scales),
+            (a_packed, a_scales, b_packed, b_scales),
+            kernel,
+        )
 
     return prepare
 
