@@ -87,6 +87,7 @@ def _row(settings: SweepSettings, key: RowKey, status: str, reason: str = "", **
         timing=timing.method_label(torch.device(settings.device), settings.timing_method),
         stopping=settings.stopping,
         gpu_throttle="",
+        gpu=envinfo.gpu_identity(torch.device(settings.device)),
     )
     row.update(values)
     return row
