@@ -45,6 +45,7 @@ class SweepSettings:
     stopping: str
     max_noise: float
     warmup_ms: float | None  # cold-L2 timing only
+    cold_l2_max_batch_size: int | None  # timing method "both" only
     tuning_rep_ms: float | None  # None: the kernel tuner's default
     row_timeout_s: float
     seed: int
@@ -61,15 +62,25 @@ class RowKey:
     provider: str
     had_size: int | None
     M: int
+    method: str  # the timer (timing.METHODS)
 
 
 def plan(settings: SweepSettings) -> list[RowKey]:
-    """Every row the sweep will write, in order. Had-independent providers get one row per M."""
+    """Every row the sweep will write, in order. Had-independent providers get one row per M;
+    under timing method "both" the small batch sizes get a cold-L2 row after the warm one."""
+    device = torch.device(settings.device)
     keys = []
     for name in settings.providers:
         provider = get_provider(name)
         had_sizes = settings.had_sizes if provider.uses_had_size else (None,)
-        keys += [RowKey(name, had, M) for had in had_sizes for M in settings.batch_sizes]
+        keys += [
+            RowKey(name, had, M, method)
+            for had in had_sizes
+            for M in settings.batch_sizes
+            for method in timing.row_methods(
+                settings.timing_method, M, device, settings.cold_l2_max_batch_size
+            )
+        ]
     return keys
 
 
@@ -84,8 +95,8 @@ def _row(settings: SweepSettings, key: RowKey, status: str, reason: str = "", **
         status=status,
         reason=" ".join(reason.split()),  # one line, whatever the exception said
         kernel="",
-        timing=timing.method_label(torch.device(settings.device), settings.timing_method),
-        stopping=settings.stopping,
+        timing=timing.method_label(torch.device(settings.device), key.method),
+        stopping=timing.row_stopping(key.method, settings.stopping),
         gpu_throttle="",
         gpu=envinfo.gpu_identity(torch.device(settings.device)),
     )
@@ -169,8 +180,9 @@ def _worker(settings_dict: dict, name: str, keys: list[RowKey], conn) -> None:
     generator = torch.Generator(device).manual_seed(settings.seed)
     weight = torch.randn(settings.N, settings.K, generator=generator, device=device)
     weight = weight.to(torch.bfloat16)
+    checked: dict = {}
     for key in keys:
-        row, poisoned = _measure(settings, provider, key, weight, device)
+        row, poisoned = _measure(settings, provider, key, weight, device, checked)
         conn.send((key, row))
         if poisoned:
             conn.send(_RESTART)
@@ -178,33 +190,43 @@ def _worker(settings_dict: dict, name: str, keys: list[RowKey], conn) -> None:
     conn.send(None)
 
 
-def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, bool]:
-    """One row; returns (row, whether the process should be replaced)."""
+def _measure(settings, provider, key: RowKey, weight, device, checked: dict) -> tuple[dict, bool]:
+    """One row; returns (row, whether the process should be replaced). `checked` holds the last
+    prepared and checked call, which the next row of the same problem timed by another method
+    reuses."""
     from .numerics import relative_error
 
-    generator = torch.Generator(device).manual_seed(settings.seed + key.M)
+    problem = (key.had_size, key.M)
     prepared = None
     try:
-        a = torch.randn(key.M, settings.K, generator=generator, device=device).to(torch.bfloat16)
-        try:
-            with tuning_rep_ms_set_to(settings.tuning_rep_ms):
-                prepared = provider.prepare(a, weight, key.had_size)
-        except ValueError as error:  # the provider does not support this input
-            return _row(settings, key, "skipped", str(error)), False
-        out = prepared.run()
-        check = torch.Generator().manual_seed(settings.seed)
-        rows = _sample(key.M, CHECK_ROWS, check)
-        cols = _sample(settings.N, CHECK_COLS, check)
-        expected = prepared.reference(rows.to(device), cols.to(device))
-        error = relative_error(out[rows.to(device)][:, cols.to(device)], expected)
-        if not error <= prepared.tolerance:  # NaN fails too
-            reason = f"wrong result (rel err {error:.3g} > {prepared.tolerance:g})"
-            row = _row(settings, key, "failed", reason, check_rel_err=error, kernel=prepared.kernel)
-            return row, False
+        if problem in checked:
+            prepared, error = checked[problem]
+        else:
+            checked.clear()
+            generator = torch.Generator(device).manual_seed(settings.seed + key.M)
+            a = torch.randn(key.M, settings.K, generator=generator, device=device)
+            try:
+                with tuning_rep_ms_set_to(settings.tuning_rep_ms):
+                    prepared = provider.prepare(a.to(torch.bfloat16), weight, key.had_size)
+            except ValueError as error:  # the provider does not support this input
+                return _row(settings, key, "skipped", str(error)), False
+            out = prepared.run()
+            check = torch.Generator().manual_seed(settings.seed)
+            rows = _sample(key.M, CHECK_ROWS, check)
+            cols = _sample(settings.N, CHECK_COLS, check)
+            expected = prepared.reference(rows.to(device), cols.to(device))
+            error = relative_error(out[rows.to(device)][:, cols.to(device)], expected)
+            if not error <= prepared.tolerance:  # NaN fails too
+                reason = f"wrong result (rel err {error:.3g} > {prepared.tolerance:g})"
+                row = _row(
+                    settings, key, "failed", reason, check_rel_err=error, kernel=prepared.kernel
+                )
+                return row, False
+            checked[problem] = (prepared, error)
         timed = timing.time_call(
             prepared.run,
             device,
-            settings.timing_method,
+            key.method,
             settings.rep_ms,
             settings.warmup_ms,
             settings.stopping,
@@ -212,6 +234,7 @@ def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, boo
         )
     except torch.OutOfMemoryError as oom:
         del prepared
+        checked.clear()
         torch.cuda.empty_cache()
         first_line = str(oom).splitlines()[0] if str(oom) else ""
         return _row(settings, key, "failed", f"out of memory: {first_line}"), False
