@@ -159,3 +159,45 @@ def test_each_row_is_timed_by_its_own_method_and_says_so(monkeypatch):
     assert [r["timing"] for r in rows] == ["cudagraph-warm-l2", "events-cold-l2"]
     assert [r["stopping"] for r in rows] == ["adaptive", "fixed"]
     assert [r["ms_median"] for r in rows] == [1.0, 1.5]
+
+
+def _touch(path):
+    Path(path).write_text("built")
+
+
+def _fail():
+    raise RuntimeError("this job fails; the provider builds for itself")
+
+
+def test_prebuild_jobs_run_in_the_background_while_the_sweep_times(monkeypatch, tmp_path):
+    import functools
+    import time
+
+    import torch
+
+    from nvfp4bench import sweep
+    from nvfp4bench.providers import get_provider
+
+    seen = []
+
+    def prebuild(capability):
+        seen.append(capability)
+        return [_fail, *(functools.partial(_touch, tmp_path / f"kernel{i}") for i in range(3))]
+
+    with_prebuild = dataclasses.replace(get_provider("torch-bf16"), prebuild=prebuild)
+    monkeypatch.setattr(sweep, "compute_capability", lambda device: (9, 0))
+    with sweep._prebuilding([with_prebuild, get_provider("nvfp4")], torch.device("cpu")):
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.iterdir())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert seen == [(9, 0)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel0", "kernel1", "kernel2"]
+
+
+def test_the_sweep_says_where_each_providers_time_went():
+    seconds = {}
+    run_shape(settings(), seconds)
+    parts = seconds["torch-bf16"]
+    assert set(parts) == {"wall", "prepare", "check", "timing"}
+    assert parts["timing"] >= 3 * 5e-3  # three rows of at least rep_ms (5 ms) each
+    assert parts["wall"] >= parts["prepare"] + parts["check"] + parts["timing"]
