@@ -137,9 +137,10 @@ def run_shape(settings: SweepSettings, seconds: dict | None = None) -> pd.DataFr
     return pd.DataFrame([rows[key] for key in keys], columns=BENCH_COLUMNS)
 
 
-# Background processes for the providers' prebuild jobs: half the CPUs, so that the worker that
-# is timing (and Triton's own compiles) keep theirs.
-PREBUILD_PROCESSES = max(1, (os.cpu_count() or 2) // 2 - 1)
+# Background processes for the providers' prebuild jobs: half the CPUs this job may use (a SLURM
+# job's share, not the node's), so that the worker that is timing and Triton's own compiles keep
+# theirs.
+PREBUILD_PROCESSES = max(1, len(os.sched_getaffinity(0)) // 2 - 1)
 
 
 @contextlib.contextmanager
