@@ -186,7 +186,8 @@ def test_prebuild_jobs_run_in_the_background_while_the_sweep_times(monkeypatch, 
 
     with_prebuild = dataclasses.replace(get_provider("torch-bf16"), prebuild=prebuild)
     monkeypatch.setattr(sweep, "compute_capability", lambda device: (9, 0))
-    with sweep._prebuilding([with_prebuild, get_provider("nvfp4")], torch.device("cpu")):
+    providers = [with_prebuild, get_provider("nvfp4"), with_prebuild]  # a pair: built once
+    with sweep._prebuilding(providers, torch.device("cpu")):
         deadline = time.monotonic() + 60
         while len(list(tmp_path.iterdir())) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)

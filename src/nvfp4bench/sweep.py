@@ -149,7 +149,8 @@ def _prebuilding(providers, device: torch.device):
     the block runs; jobs not started by its end are dropped (the providers do that work
     themselves)."""
     capability = compute_capability(device)
-    jobs = [job for p in providers if p.prebuild and capability for job in p.prebuild(capability)]
+    prebuilds = dict.fromkeys(p.prebuild for p in providers if p.prebuild and capability)
+    jobs = [job for prebuild in prebuilds for job in prebuild(capability)]  # a pair shares one
     if not jobs:
         yield
         return
