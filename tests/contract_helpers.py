@@ -21,8 +21,8 @@ def measure(name: str, M: int, N: int, K: int, had_size: int | None) -> dict:
         providers=(name,), rep_ms=1.0,
     )  # fmt: skip
     weight = torch.randn(N, K, generator=torch.Generator().manual_seed(N + K)).to(torch.bfloat16)
-    key = sweep.RowKey(name, had_size, M)
-    row, _ = sweep._measure(settings, get_provider(name), key, weight, torch.device("cpu"))
+    key = sweep.RowKey(name, had_size, M, "cpu")
+    row, _ = sweep._measure(settings, get_provider(name), key, weight, torch.device("cpu"), {})
     return row
 
 

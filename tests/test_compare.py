@@ -184,3 +184,18 @@ def test_two_real_cpu_runs_compare_by_structure(tmp_path):
     assert set(bf16["label"]) <= {"same", "faster", "slower"}
     assert (bf16["ms_median_a"] > 0).all() and (bf16["ms_median_b"] > 0).all()
     assert (table.loc[table["provider"] == "nvfp4", "label"] == "not_ok_both").all()
+
+
+def test_runs_timed_warm_and_cold_compare_row_by_method():
+    def both(warm, cold):
+        return [
+            row(64, 64, "b16", None, 1, median=warm, p20=warm, p80=warm),
+            row(64, 64, "b16", None, 1, median=cold, p20=cold, p80=cold, timing="events-cold-l2"),
+        ]
+
+    out = compare(pd.DataFrame(both(1.0, 1.5)), pd.DataFrame(both(1.0, 1.2)))
+    labels = dict(zip(out["timing_a"], out["label"], strict=True))
+    assert labels == {"cudagraph-warm-l2": "same", "events-cold-l2": "faster"}
+    # against a warm-only run, the cold row has no partner
+    out = compare(pd.DataFrame(both(1.0, 1.5)), pd.DataFrame(both(1.0, 1.5)[:1]))
+    assert sorted(out["label"]) == ["only_a", "same"]

@@ -118,14 +118,31 @@ def test_cpu_caps_batch_sizes_and_uses_cpu_repetitions():
     assert cpu["rep_ms"] == config["cpu"]["rep_ms"] and gpu["rep_ms"] == config["timing"]["rep_ms"]
 
 
-def test_warmup_ms_is_a_rerun_trigger_only_where_a_timer_uses_it():
+@pytest.mark.parametrize(
+    ("setting", "method", "device", "matters"),
+    [("warmup_ms", "cudagraph", "cuda", False), ("warmup_ms", "cold-l2", "cuda", True),
+     ("warmup_ms", "both", "cuda", True), ("warmup_ms", "cold-l2", "cpu", False),
+     ("cold_l2_max_batch_size", "both", "cuda", True),
+     ("cold_l2_max_batch_size", "cold-l2", "cuda", False),
+     ("cold_l2_max_batch_size", "both", "cpu", False)],
+)  # fmt: skip
+def test_cold_l2_settings_are_rerun_triggers_only_where_a_timer_uses_them(
+    setting, method, device, matters
+):
     config = default_config()
-    for method, device, matters in [("cudagraph", "cuda", False), ("cold-l2", "cuda", True),
-                                    ("cold-l2", "cpu", False)]:  # fmt: skip
-        base = {**config, "timing": {**config["timing"], "method": method}}
-        changed = {**base, "timing": {**base["timing"], "warmup_ms": 99}}
-        same = cfg.bench_params(base, device) == cfg.bench_params(changed, device)
-        assert same != matters, (method, device)
+    base = {**config, "timing": {**config["timing"], "method": method}}
+    changed = {**base, "timing": {**base["timing"], setting: 99}}
+    same = cfg.bench_params(base, device) == cfg.bench_params(changed, device)
+    assert same != matters
+
+
+def test_timing_method_both_is_known_and_cudagraph_stays_the_default():
+    config = default_config()
+    assert config["timing"]["method"] == "cudagraph"
+    assert config["timing"]["cold_l2_max_batch_size"] == 256
+    bad = default_config() | {"timing": {"method": "warm-and-cold"}}
+    with pytest.raises(cfg.ConfigError, match=r"timing.method: 'warm-and-cold' is not one of"):
+        cfg.check_schema(bad, SCHEMA)
 
 
 def test_model_with_k_not_multiple_of_16_is_refused(tmp_path):

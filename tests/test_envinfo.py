@@ -134,3 +134,21 @@ def test_config_hash_is_stable_and_order_independent():
     assert envinfo.config_hash(settings) == "5223743eb6fa7905"
     assert envinfo.config_hash({**settings, "rep_ms": 100}) != envinfo.config_hash(settings)
     assert envinfo.config_hash({**settings, "batch_sizes": [2, 1]}) != envinfo.config_hash(settings)
+
+
+def test_gpu_identity_names_the_machine_index_the_job_saw(monkeypatch):
+    props = SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="3c1f1411-7be9")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    envinfo.gpu_identity.cache_clear()
+    try:
+        # cuda:1 of a job whose slot made GPUs 3 and 5 visible is the machine's GPU 5
+        assert envinfo.gpu_identity(torch.device("cuda", 1)) == (
+            "NVIDIA H100 80GB HBM3 #5 GPU-3c1f1411-7be9"
+        )
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+        envinfo.gpu_identity.cache_clear()
+        assert envinfo.gpu_identity(torch.device("cuda", 1)).split()[-2] == "#1"
+        assert envinfo.gpu_identity(torch.device("cpu")) == ""
+    finally:
+        envinfo.gpu_identity.cache_clear()

@@ -18,8 +18,9 @@ SHAPES = pd.DataFrame(
 )
 
 
-def bench_row(N, K, M, provider, had, ms, status="ok"):
-    return dict(N=N, K=K, M=M, provider=provider, had_size=had, ms_median=ms, status=status)
+def bench_row(N, K, M, provider, had, ms, status="ok", timing="cudagraph-warm-l2"):
+    return dict(N=N, K=K, M=M, provider=provider, had_size=had, ms_median=ms, status=status,
+                timing=timing)  # fmt: skip
 
 
 def test_totals_and_speedups_by_hand():
@@ -55,3 +56,19 @@ def test_a_model_with_an_untimed_layer_gets_no_total():
     out = forward_pass_times(SHAPES, pd.DataFrame(rows))
     assert out["provider"].tolist() == ["torch-bf16"]
     assert out["speedup_vs_bf16"].tolist() == [1.0]
+
+
+def test_warm_and_cold_rows_are_summed_apart_each_against_its_own_baseline():
+    rows = []
+    for timing, scale in (("cudagraph-warm-l2", 1.0), ("events-cold-l2", 1.5)):
+        for (N, K), ms in {(64, 32): 0.5, (32, 32): 0.25, (32, 16): 0.125}.items():
+            rows.append(bench_row(N, K, 1, "torch-bf16", None, ms * scale, timing=timing))
+            cold_gain = 1.2 if timing == "events-cold-l2" else 1.0
+            ms_q = ms * scale / 2 / cold_gain
+            rows.append(bench_row(N, K, 1, "nvfp4-cuda-noquant", None, ms_q, timing=timing))
+    out = forward_pass_times(SHAPES, pd.DataFrame(rows)).set_index(["provider", "timing"])
+    bf16 = 2 * 0.5 + 2 * 0.25 + 6 * 0.125
+    assert math.isclose(out.loc[("torch-bf16", "cudagraph-warm-l2"), "linear_ms"], bf16)
+    assert math.isclose(out.loc[("torch-bf16", "events-cold-l2"), "linear_ms"], 1.5 * bf16)
+    assert math.isclose(out.loc[("nvfp4-cuda-noquant", "cudagraph-warm-l2"), "speedup_vs_bf16"], 2)
+    assert math.isclose(out.loc[("nvfp4-cuda-noquant", "events-cold-l2"), "speedup_vs_bf16"], 2.4)

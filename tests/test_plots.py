@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from nvfp4bench import plots  # noqa: E402
 from nvfp4bench.io import BENCH_COLUMNS  # noqa: E402
@@ -119,7 +120,8 @@ def test_overview_and_heatmap_show_tflops_where_only_the_baseline_ran():
 def test_forward_figure_draws_speedups_only_where_another_provider_ran():
     table = pd.DataFrame(
         {"model": "m", "tp": 1, "M": [1, 16], "provider": "torch-bf16", "had_size": pd.NA,
-         "linear_ms": [1.0, 2.0], "speedup_vs_bf16": 1.0, "layers": 4, "gemms": 8}
+         "timing": "cudagraph-warm-l2", "linear_ms": [1.0, 2.0], "speedup_vs_bf16": 1.0,
+         "layers": 4, "gemms": 8}
     )  # fmt: skip
     table["had_size"] = table["had_size"].astype("Int64")
     figure = plots.forward_pass_figure(table, "m")
@@ -129,3 +131,48 @@ def test_forward_figure_draws_speedups_only_where_another_provider_ran():
     figure = plots.forward_pass_figure(pd.concat([table, other]), "m")
     assert len(panels(figure)) == 2
     matplotlib.pyplot.close(figure)
+
+
+def warm_and_cold_rows() -> pd.DataFrame:
+    """BF16 and a noquant GEMM at M = 1 and 16, each timed warm and (1.5x / 1.2x slower) cold."""
+    frames = []
+    for timing, bf16_cold, gemm_cold in (("cudagraph-warm-l2", 1, 1), ("events-cold-l2", 1.5, 1.2)):
+        bf16 = bench_rows("fixed").assign(timing=timing)
+        bf16["ms_median"] *= bf16_cold
+        gemm = bench_rows("fixed").assign(timing=timing, provider="nvfp4-cuda-noquant")
+        gemm["ms_median"] *= gemm_cold / 2
+        frames += [bf16, gemm]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_warm_and_cold_rows_are_drawn_apart_and_compared_in_the_summary():
+    rows = warm_and_cold_rows()
+    figure = plots.throughput_figure(rows, "tiny:o_proj")
+    lines = {line.get_label(): line.get_linestyle() for line in figure.axes[0].lines}
+    assert lines == {
+        "torch-bf16 (warm L2)": "-",
+        "torch-bf16 (cold L2)": "--",
+        "nvfp4-cuda-noquant (warm L2)": "-",
+        "nvfp4-cuda-noquant (cold L2)": "--",
+    }
+    assert "events-cold-l2, fixed stopping" in figure._suptitle.get_text()
+    matplotlib.pyplot.close(figure)
+    shapes = pd.DataFrame({"N": [64], "K": [64], "users": ["tiny:o_proj"]})
+    accuracy = pd.DataFrame(columns=["N", "K", "had_size", "distribution", "err_output", "status"])
+    summary = plots.summary_table(rows, accuracy, shapes)
+    summary = summary.set_index(["provider", "timing", "M"]).sort_index()
+    gemm = summary.loc["nvfp4-cuda-noquant"]
+    # each method against its own baseline: 2x warm, 2.5x cold; cold/warm per row
+    assert gemm.loc[("cudagraph-warm-l2", 16), "speedup_vs_bf16"] == pytest.approx(2.0)
+    assert gemm.loc[("events-cold-l2", 16), "speedup_vs_bf16"] == pytest.approx(2.5)
+    assert gemm["cold_over_warm"].tolist() == pytest.approx([1.2] * 4)
+    assert summary.loc["torch-bf16", "cold_over_warm"].tolist() == pytest.approx([1.5] * 4)
+    variants = set(plots.compared_rows(summary.reset_index())[0]["variant"])
+    assert variants == {"nvfp4-cuda-noquant (warm L2)", "nvfp4-cuda-noquant (cold L2)"}
+
+
+def test_one_method_adds_no_comparison_column():
+    shapes = pd.DataFrame({"N": [64], "K": [64], "users": ["tiny:o_proj"]})
+    accuracy = pd.DataFrame(columns=["N", "K", "had_size", "distribution", "err_output", "status"])
+    summary = plots.summary_table(bench_rows("fixed"), accuracy, shapes)
+    assert "cold_over_warm" not in summary.columns

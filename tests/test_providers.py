@@ -148,6 +148,8 @@ def test_a_provider_is_one_module_plus_one_registry_line(monkeypatch):
     ]
     device = torch.device("cpu")
     weight = torch.randn(shape.N, shape.K).to(torch.bfloat16)
-    row, replace_worker = sweep._measure(shape, get_provider("test-fp32"), keys[-1], weight, device)
+    row, replace_worker = sweep._measure(
+        shape, get_provider("test-fp32"), keys[-1], weight, device, {}
+    )
     assert row["status"] == "ok" and not replace_worker, row["reason"]
     assert row["check_rel_err"] < 1e-5 and row["ms_median"] > 0

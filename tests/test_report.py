@@ -210,3 +210,12 @@ def test_shape_label_names_the_layers(tmp_path):
     assert report.shape_report_labels(str(path), 8192, 8192) == {
         "layers (N×K)": "Llama-3.3-70B-Instruct:o_proj, Qwen3-32B:qkv_proj@tp2 (8192×8192)"
     }
+
+
+def test_front_page_says_which_rows_were_timed_cold_under_method_both():
+    settings = {**H100["settings"], "cold_l2_max_batch_size": 128}
+    record = dict(H100, timing_method="both", settings=settings)
+    rows = bench(("torch-bf16", None, 1, "ok", "", 0.02))
+    _, text = front_page([record], rows, ["torch-bf16"])
+    assert "both: every row warm" in text and "up to M = 128, also cold" in text
+    assert "cold_over_warm" in text

@@ -112,3 +112,93 @@ def test_hung_row_times_out():
     # The worker cannot even start within 10 ms: the row is failed as timed out, not lost.
     assert frame.iloc[0].status == "failed"
     assert "timed out after 0.01 s" in frame.iloc[0].reason
+
+
+def test_method_both_plans_a_cold_l2_row_after_the_warm_one_up_to_its_batch_size():
+    gpu = settings(device="cuda", timing_method="both", cold_l2_max_batch_size=4)
+    keys = [(k.provider, k.M, k.method) for k in plan(gpu)]
+    assert keys == [("torch-bf16", 1, "cudagraph"), ("torch-bf16", 1, "cold-l2"),
+                    ("torch-bf16", 4, "cudagraph"), ("torch-bf16", 4, "cold-l2"),
+                    ("torch-bf16", 16, "cudagraph")]  # fmt: skip
+    # the CPU has one timer, whatever the method
+    cpu = settings(timing_method="both", cold_l2_max_batch_size=4)
+    assert {k.method for k in plan(cpu)} == {"cpu"}
+
+
+def test_each_row_is_timed_by_its_own_method_and_says_so(monkeypatch):
+    """With a fake timer: the warm and cold rows of one problem are checked once, timed by their
+    own method, and labelled with it (cold-L2 rows always stop fixed)."""
+    import torch
+
+    from nvfp4bench import sweep, timing
+    from nvfp4bench.providers import get_provider
+
+    calls = []
+
+    def fake_time_call(fn, device, method, rep_ms, warmup_ms, stopping, max_noise):
+        calls.append(method)
+        ms = {"cudagraph": 1.0, "cold-l2": 1.5}[method]
+        return timing.Timed(ms, ms, ms, calls=None, noise=None)
+
+    prepares = []
+    provider = get_provider("torch-bf16")
+    counting = dataclasses.replace(
+        provider, prepare=lambda *args: prepares.append(1) or provider.prepare(*args)
+    )
+    monkeypatch.setattr(timing, "time_call", fake_time_call)
+    monkeypatch.setattr(timing, "method_label", lambda device, method: timing.METHODS[method])
+    run = settings(timing_method="both", cold_l2_max_batch_size=4, stopping="adaptive")
+    weight = torch.randn(256, 512).to(torch.bfloat16)
+    checked = {}
+    rows = [
+        sweep._measure(run, counting, sweep.RowKey("torch-bf16", None, 4, method), weight,
+                       torch.device("cpu"), checked)[0]
+        for method in ("cudagraph", "cold-l2")
+    ]  # fmt: skip
+    assert calls == ["cudagraph", "cold-l2"] and len(prepares) == 1
+    assert [r["timing"] for r in rows] == ["cudagraph-warm-l2", "events-cold-l2"]
+    assert [r["stopping"] for r in rows] == ["adaptive", "fixed"]
+    assert [r["ms_median"] for r in rows] == [1.0, 1.5]
+
+
+def _touch(path):
+    Path(path).write_text("built")
+
+
+def _fail():
+    raise RuntimeError("this job fails; the provider builds for itself")
+
+
+def test_prebuild_jobs_run_in_the_background_while_the_sweep_times(monkeypatch, tmp_path):
+    import functools
+    import time
+
+    import torch
+
+    from nvfp4bench import sweep
+    from nvfp4bench.providers import get_provider
+
+    seen = []
+
+    def prebuild(capability):
+        seen.append(capability)
+        return [_fail, *(functools.partial(_touch, tmp_path / f"kernel{i}") for i in range(3))]
+
+    with_prebuild = dataclasses.replace(get_provider("torch-bf16"), prebuild=prebuild)
+    monkeypatch.setattr(sweep, "compute_capability", lambda device: (9, 0))
+    providers = [with_prebuild, get_provider("nvfp4"), with_prebuild]  # a pair: built once
+    with sweep._prebuilding(providers, torch.device("cpu")):
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.iterdir())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert seen == [(9, 0)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel0", "kernel1", "kernel2"]
+
+
+def test_the_sweep_says_where_each_providers_time_went():
+    seconds = {}
+    run_shape(settings(), seconds)
+    parts = seconds["torch-bf16"]
+    assert set(parts) == {"wall", "prepare", "check", "timing"}
+    assert parts["timing"] >= 3 * 5e-3  # three rows of at least rep_ms (5 ms) each
+    assert parts["wall"] >= parts["prepare"] + parts["check"] + parts["timing"]

@@ -125,3 +125,34 @@ def test_the_cuda_choice_survives_the_round_trip():
     config = cn.GemmConfig(cn.GemmVariant(2, 4, 8, 3), 15, 16)
     encoded = cn._encode_choice((config, 0.0123))
     assert cn._decode_choice(json.loads(json.dumps(encoded))) == (config, 0.0123)
+
+
+def test_a_large_space_is_screened_and_only_candidates_that_could_win_are_timed_in_full(
+    monkeypatch,
+):
+    """A fake timer whose quick pass is 10 % off: the winner survives the screen, the clearly
+    slower candidates are not timed in full, and the first candidate is (it warms the GPU)."""
+    full_ms = {f"c{i}": 1.0 + 0.1 * i for i in range(12)}  # c0 1.0 ... c11 2.1
+    full_ms["c5"] = 0.9  # the winner, which the quick pass sees 10 % slow
+    full_timed = []
+
+    def fake_time_graph(call, rep_ms):
+        name = call()
+        if rep_ms == tuning.REP_MS:
+            full_timed.append(name)
+            return full_ms[name]
+        assert rep_ms == tuning.REP_MS * tuning.SCREEN_FRACTION
+        return full_ms[name] * (1.1 if name == "c5" else 1.0)
+
+    monkeypatch.setattr(tuning, "time_graph", fake_time_graph)
+    best, _, ms = tuning.fastest(list(full_ms), lambda name: lambda: name)
+    assert (best, ms) == ("c5", 0.9)
+    # the quickest screen is c5's 0.99 ms, so the finalists are those up to 1.24 ms
+    assert full_timed == ["c0", "c1", "c2", "c5"]
+
+
+def test_a_small_space_is_timed_in_full(monkeypatch):
+    timed_for = []
+    monkeypatch.setattr(tuning, "time_graph", lambda call, rep_ms: timed_for.append(rep_ms) or 1.0)
+    tuning.fastest([f"c{i}" for i in range(tuning.SCREEN_ABOVE)], lambda name: lambda: None)
+    assert timed_for == [tuning.REP_MS] * tuning.SCREEN_ABOVE

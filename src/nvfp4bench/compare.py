@@ -69,7 +69,7 @@ def read_results(results: str | Path) -> pd.DataFrame:
     """Every bench row of a results folder, one frame."""
     frames = [io.read_bench(path) for path in sorted(bench_dir(results).glob("n*_k*.tsv"))]
     frame = pd.concat(frames, ignore_index=True)
-    duplicated = frame.duplicated(KEY)
+    duplicated = frame.duplicated([*KEY, "timing"])
     if duplicated.any():
         row = frame[duplicated].iloc[0]
         raise CompareError(f"{results}: row {tuple(row[KEY])} appears more than once")
@@ -127,13 +127,17 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, threshold_pct: float = DEFAULT_THR
     if threshold_pct < 0:
         raise CompareError(f"threshold_pct must be >= 0, got {threshold_pct}")
 
+    # A side timed warm and cold (timing method both) has two rows per key: match by method too.
+    by_method = a.duplicated(KEY).any() or b.duplicated(KEY).any()
+
     def side(frame: pd.DataFrame, suffix: str) -> pd.DataFrame:
         frame = frame[KEY + _SIDE_COLUMNS].copy()
         # A key column with missing values would not match itself reliably: -1 = no had size.
         frame["had_size"] = frame["had_size"].astype("Int64").fillna(-1).astype("int64")
+        frame["method"] = frame["timing"] if by_method else ""
         return frame.rename(columns={c: f"{c}_{suffix}" for c in _SIDE_COLUMNS})
 
-    merged = side(a, "a").merge(side(b, "b"), on=KEY, how="outer", indicator=True)
+    merged = side(a, "a").merge(side(b, "b"), on=[*KEY, "method"], how="outer", indicator=True)
     ok_a = merged["status_a"] == "ok"
     ok_b = merged["status_b"] == "ok"
     median_a, median_b = merged["ms_median_a"], merged["ms_median_b"]

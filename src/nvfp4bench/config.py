@@ -81,6 +81,7 @@ def bench_params(config: dict, device: str) -> dict:
     """Everything a bench job's result depends on (a change re-runs the bench jobs), named as the
     fields of ``sweep.SweepSettings``."""
     timing = config["timing"]
+    gpu = device != "cpu"
     return {
         "batch_sizes": batch_sizes(config, device),
         "had_sizes": sorted(config["had_sizes"]),
@@ -90,9 +91,11 @@ def bench_params(config: dict, device: str) -> dict:
         "stopping": timing["stopping"],
         "max_noise": timing["max_noise"],
         "rep_ms": config["cpu"]["rep_ms"] if device == "cpu" else timing["rep_ms"],
-        # Only the cold-L2 timer warms up by time: elsewhere a change must not re-run anything.
-        "warmup_ms": timing["warmup_ms"]
-        if timing["method"] == "cold-l2" and device != "cpu"
+        # Only the cold-L2 timer warms up by time, and only `both` times some rows cold: where a
+        # setting does nothing, a change must not re-run anything.
+        "warmup_ms": timing["warmup_ms"] if gpu and timing["method"] != "cudagraph" else None,
+        "cold_l2_max_batch_size": timing["cold_l2_max_batch_size"]
+        if gpu and timing["method"] == "both"
         else None,
         # Unset: the tuner's own default.
         "tuning_rep_ms": timing.get("tuning_rep_ms"),

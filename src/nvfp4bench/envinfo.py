@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -73,6 +74,20 @@ def _nvml_handle(nvml, device: torch.device):
     props = torch.cuda.get_device_properties(device)
     bus_id = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
     return nvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+
+
+@functools.cache
+def gpu_identity(device: torch.device) -> str:
+    """The GPU that times a row, as the job saw it: name, its index on the machine (the
+    CUDA_VISIBLE_DEVICES entry a GPU slot set, else torch's index) and UUID, e.g.
+    "NVIDIA H100 80GB HBM3 #3 GPU-3c1f1411-..."; empty on the CPU."""
+    if device.type != "cuda":
+        return ""
+    index = device.index or 0
+    visible = [e.strip() for e in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if e]
+    machine_index = visible[index] if index < len(visible) else str(index)
+    props = torch.cuda.get_device_properties(index)
+    return f"{props.name} #{machine_index} GPU-{getattr(props, 'uuid', '?')}"
 
 
 def gpu_state(device: torch.device) -> dict | None:

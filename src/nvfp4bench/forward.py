@@ -21,6 +21,7 @@ COLUMNS = [
     "M",
     "provider",
     "had_size",
+    "timing",
     "linear_ms",
     "speedup_vs_bf16",
     "layers",
@@ -35,11 +36,12 @@ def _uses_had_size(provider: str) -> bool:
 def forward_pass_times(shapes: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFrame:
     """shapes: columns model, tp, layer, N, K, count (one model's tables); bench: bench TSV rows.
 
-    One row per (model, tp, M, provider, had_size) with every layer timed: ``linear_ms`` (the
-    sum of count x median time), ``speedup_vs_bf16`` (the baseline provider's sum at the same
-    model, tp and M over this one) and ``layers`` / ``gemms`` (distinct layers and GEMM launches
-    summed)."""
-    ok = bench[bench["status"] == "ok"][["N", "K", "M", "provider", "had_size", "ms_median"]]
+    One row per (model, tp, M, provider, had_size, timing) with every layer timed: ``linear_ms``
+    (the sum of count x median time), ``speedup_vs_bf16`` (the baseline provider's sum at the
+    same model, tp, M and timing over this one) and ``layers`` / ``gemms`` (distinct layers and
+    GEMM launches summed)."""
+    columns = ["N", "K", "M", "provider", "had_size", "timing", "ms_median"]
+    ok = bench[bench["status"] == "ok"][columns]
     # Had-independent rows (BF16, the noquant GEMMs) stand for every had size; -1: "none timed".
     had = ok["had_size"].astype("Int64")
     had_sizes = sorted(int(h) for h in had.dropna().unique()) or [NO_HAD]
@@ -50,7 +52,8 @@ def forward_pass_times(shapes: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFram
     rows["uses_had"] = rows["provider"].map(_uses_had_size)
     merged = shapes.merge(rows, on=["N", "K"], how="inner")
     merged["weighted_ms"] = merged["count"] * merged["ms_median"]
-    keys = ["model", "tp", "M", "provider", "had_size"]
+    # Rows timed warm and cold (timing method both) are summed apart.
+    keys = ["model", "tp", "M", "provider", "had_size", "timing"]
     totals = (
         merged.groupby(keys)
         .agg(
@@ -64,11 +67,9 @@ def forward_pass_times(shapes: pd.DataFrame, bench: pd.DataFrame) -> pd.DataFram
     n_layers = shapes.groupby(["model", "tp"])["layer"].nunique().rename("n_layers")
     totals = totals.join(n_layers, on=["model", "tp"])
     totals = totals[totals["layers"] == totals["n_layers"]]
-    baseline = totals[totals["provider"] == baseline_name()].set_index(
-        ["model", "tp", "M", "had_size"]
-    )
-    base_ms = baseline["linear_ms"].rename("base_ms")
-    totals = totals.join(base_ms, on=["model", "tp", "M", "had_size"])
+    same = ["model", "tp", "M", "had_size", "timing"]
+    baseline = totals[totals["provider"] == baseline_name()].set_index(same)
+    totals = totals.join(baseline["linear_ms"].rename("base_ms"), on=same)
     totals["speedup_vs_bf16"] = totals["base_ms"] / totals["linear_ms"]
     # Had-independent providers were spread over every had size to meet the others: keep one row.
     totals["had_size"] = totals["had_size"].astype("Int64")

@@ -13,7 +13,7 @@ import pandas as pd
 
 # One row per (provider, had_size, M). had_size is empty for providers that do not depend on it
 # (timed once per M). tflops_p20/p80 are the 20th/80th percentiles of throughput, i.e. computed
-# from the 80th/20th percentile times.
+# from the 80th/20th percentile times. `gpu`: the GPU that ran the row (name, index, UUID).
 BENCH_COLUMNS = [
     "N",
     "K",
@@ -35,6 +35,7 @@ BENCH_COLUMNS = [
     "check_rel_err",
     "gpu_throttle",
     "kernel",
+    "gpu",
 ]
 STATUSES = ("ok", "skipped", "failed")
 
@@ -91,14 +92,16 @@ def read_tsv(path: str | Path, dtype: dict | None = None) -> pd.DataFrame:
 
 
 def read_bench(path: str | Path) -> pd.DataFrame:
-    text_columns = ("reason", "gpu_throttle", "provider", "status", "kernel", "stopping")
+    text_columns = ("reason", "gpu_throttle", "provider", "status", "kernel", "stopping", "gpu")
     frame = read_tsv(path, dtype=dict.fromkeys(text_columns, str))
-    # TSVs written before these columns existed (all timed with fixed stopping)
+    # TSVs written before these columns existed (all timed with fixed stopping; the GPU of
+    # those is only in the shape's env record)
     for column, value in (
         ("kernel", ""),
         ("stopping", "fixed"),
         ("samples", None),
         ("noise", None),
+        ("gpu", ""),
     ):
         if column not in frame.columns:
             frame[column] = value
@@ -106,7 +109,6 @@ def read_bench(path: str | Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: not a bench TSV, missing columns {missing}")
     frame["had_size"] = frame["had_size"].astype("Int64")
-    frame["reason"] = frame["reason"].fillna("")
-    frame["gpu_throttle"] = frame["gpu_throttle"].fillna("")
-    frame["kernel"] = frame["kernel"].fillna("")
+    for column in ("reason", "gpu_throttle", "kernel", "gpu"):
+        frame[column] = frame[column].fillna("")
     return frame

@@ -31,7 +31,8 @@ def run_bench_job(N: int, K: int, params: dict, tsv_path: str, env_path: str) ->
         )
         log.info("sweep N=%d K=%d on %s (slot %s)", N, K, device, slot)
         started = time.perf_counter()
-        rows = run_shape(settings)
+        record["provider_seconds"] = {}
+        rows = run_shape(settings, record["provider_seconds"])
         record["sweep_seconds"] = round(time.perf_counter() - started, 3)
         record["gpu_state_after"] = envinfo.gpu_state(device)
     record["rows"] = rows["status"].value_counts().to_dict()

@@ -61,6 +61,20 @@ def _skipped_note(bench: pd.DataFrame) -> str:
     return "\n".join(notes)
 
 
+# How the figures and the summary name a row's timer, where a run used two (timing method both).
+COLD_L2 = "events-cold-l2"
+# A row's problem, whichever method timed it.
+ROW_KEY = ["N", "K", "M", "provider", "had_size"]
+SHORT_TIMING = {"cudagraph-warm-l2": "warm L2", COLD_L2: "cold L2", "cpu-wall": "wall clock"}
+
+
+def _timing_suffix(rows: pd.DataFrame) -> pd.Series:
+    """ " (cold L2)" etc. after a row's name where the rows were timed by more than one method."""
+    if rows["timing"].nunique() < 2:
+        return pd.Series("", index=rows.index)
+    return rows["timing"].map(lambda t: f" ({SHORT_TIMING.get(t, t)})")
+
+
 def timing_label(bench: pd.DataFrame) -> str:
     """How the timed rows were measured, e.g. "timing: cudagraph-warm-l2, fixed stopping"."""
     ok = bench[bench["status"] == "ok"]
@@ -103,13 +117,18 @@ def throughput_figure(bench: pd.DataFrame, users: str):
     ok = data[data["status"] == "ok"]
     providers = list(dict.fromkeys(bench["provider"]))
     palette = dict(zip(providers, sns.color_palette("tab10", len(providers)), strict=True))
+    ok = ok.assign(line=ok["provider"] + _timing_suffix(ok))
     fig, axes = _panel_grid(len(had_sizes), sharex=True, sharey=True)
     for ax, had in zip(axes.flat, had_sizes, strict=False):
         panel = ok[ok["panel"] == had]
-        for provider, rows in panel.groupby("provider", sort=False):
+        for (provider, line, method), rows in panel.groupby(
+            ["provider", "line", "timing"], sort=False
+        ):
             rows = rows.sort_values("M")
             color = palette[provider]
-            ax.plot(rows["M"], rows["tflops_median"], marker="o", ms=3, label=provider, color=color)
+            style = "--" if method == COLD_L2 else "-"
+            ax.plot(rows["M"], rows["tflops_median"], style, marker="o", ms=3, label=line,
+                    color=color)  # fmt: skip
             ax.fill_between(
                 rows["M"], rows["tflops_p20"], rows["tflops_p80"], alpha=0.25, color=color
             )
@@ -213,11 +232,12 @@ def speed_vs_error_figure(bench: pd.DataFrame, accuracy: pd.DataFrame, users: st
 
 
 def with_speedup(bench: pd.DataFrame) -> pd.DataFrame:
-    """`speedup_vs_bf16`: the baseline provider's median time at the same shape and M over the
-    row's (empty where the baseline was not timed)."""
+    """`speedup_vs_bf16`: the baseline provider's median time at the same shape and M, timed by
+    the same method, over the row's (empty where the baseline was not timed)."""
     baseline = bench[(bench["provider"] == baseline_name()) & (bench["status"] == "ok")]
-    baseline = baseline[["N", "K", "M", "ms_median"]].rename(columns={"ms_median": "bf16_ms"})
-    merged = bench.merge(baseline, on=["N", "K", "M"], how="left")
+    baseline = baseline[["N", "K", "M", "timing", "ms_median"]]
+    baseline = baseline.rename(columns={"ms_median": "bf16_ms"})
+    merged = bench.merge(baseline, on=["N", "K", "M", "timing"], how="left")
     merged["speedup_vs_bf16"] = merged["bf16_ms"] / merged["ms_median"]
     return merged.drop(columns="bf16_ms")
 
@@ -225,7 +245,7 @@ def with_speedup(bench: pd.DataFrame) -> pd.DataFrame:
 def speed_error_points(bench: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     timed = with_speedup(bench)
     timed = timed[(timed["status"] == "ok") & timed["had_size"].notna()]
-    timed = timed[timed["speedup_vs_bf16"].notna()]
+    timed = timed[timed["speedup_vs_bf16"].notna() & (timed["timing"] != COLD_L2)]
     if timed.empty:
         return pd.DataFrame()
     largest = timed[timed["M"] == timed["M"].max()]
@@ -264,8 +284,12 @@ def shape_outputs(
 def summary_table(
     bench: pd.DataFrame, accuracy: pd.DataFrame, shapes: pd.DataFrame
 ) -> pd.DataFrame:
-    """All rows, with speedup over BF16 and each had size's output error per distribution."""
+    """All rows, with speedup over BF16 and each had size's output error per distribution; where
+    rows were timed both warm and cold (timing method both), `cold_over_warm`: the cold-L2 median
+    time over the warm-L2 one of the same row, on both."""
     table = with_speedup(bench).merge(shapes[["N", "K", "users"]], on=["N", "K"], how="left")
+    if (table["timing"] == COLD_L2).any():
+        table = table.merge(_cold_over_warm(table), on=ROW_KEY, how="left")
     ok = accuracy[accuracy["status"] == "ok"]
     errors = (
         ok.pivot_table(index=["N", "K", "had_size"], columns="distribution", values="err_output")
@@ -275,6 +299,13 @@ def summary_table(
     errors.columns.name = None
     errors["had_size"] = errors["had_size"].astype("Int64")
     return table.merge(errors, on=["N", "K", "had_size"], how="left")
+
+
+def _cold_over_warm(table: pd.DataFrame) -> pd.DataFrame:
+    ok = table[table["status"] == "ok"]
+    cold = ok[ok["timing"] == COLD_L2].set_index(ROW_KEY)["ms_median"]
+    warm = ok[ok["timing"] == "cudagraph-warm-l2"].set_index(ROW_KEY)["ms_median"]
+    return (cold / warm).dropna().rename("cold_over_warm").reset_index()
 
 
 def compared_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
@@ -288,8 +319,10 @@ def compared_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
         shape_label(users, n, k)
         for users, n, k in zip(ok["users"].fillna(""), ok["N"], ok["K"], strict=True)
     ]
-    ok["variant"] = ok["provider"] + ok["had_size"].map(
-        lambda h: "" if pd.isna(h) else f" (had {int(h)})"
+    ok["variant"] = (
+        ok["provider"]
+        + ok["had_size"].map(lambda h: "" if pd.isna(h) else f" (had {int(h)})")
+        + _timing_suffix(ok)
     )
     others = ok[(ok["provider"] != baseline_name()) & ok["speedup_vs_bf16"].notna()]
     if len(others):
@@ -424,10 +457,13 @@ def forward_pass_figure(table: pd.DataFrame, model: str):
     for col, tp in enumerate(tps):
         top = axes[0, col]
         rows = drawn[drawn["tp"] == tp]
-        for (provider, had), line in rows.groupby(["provider", "had_size"], dropna=False):
+        rows = rows.assign(suffix=_timing_suffix(rows))
+        groups = rows.groupby(["provider", "had_size", "timing", "suffix"], dropna=False)
+        for (provider, had, method, suffix), line in groups:
             line = line.sort_values("M")
-            label = provider if pd.isna(had) else f"{provider} (had {had})"
-            style = dict(marker="o", ms=3, label=label, color=palette[provider])
+            label = (provider if pd.isna(had) else f"{provider} (had {had})") + suffix
+            style = dict(marker="o", ms=3, label=label, color=palette[provider],
+                         linestyle="--" if method == COLD_L2 else "-")  # fmt: skip
             top.plot(line["M"], line["linear_ms"], **style)
             if rows_of_axes == 2:
                 axes[1, col].plot(line["M"], line["speedup_vs_bf16"], **style)

@@ -23,6 +23,9 @@ TIMING_METHODS = {
     "cold-l2": "each call after a 256 MB write that flushes L2 (triton's do_bench); launch "
     "overhead included",
     "cpu": "wall-clock time on the CPU",
+    "both": "every row warm (CUDA-graph replays, as vLLM's benchmark) and, up to M = {cold}, "
+    "also cold (after a 256 MB write that flushes L2), as rows of their own: figures draw cold "
+    "rows dashed, and the summary's ``cold_over_warm`` is the cold time over the warm one",
 }
 STOPPING_RULES = {
     "fixed": "fixed stopping (vLLM's: a fixed time per row)",
@@ -86,7 +89,11 @@ def _timing(records: list[dict]) -> str:
         dict.fromkeys(r.get("settings", {}).get("stopping", "fixed") for r in records)
     ) or ["fixed"]
     rep_ms = _distinct([r.get("settings", {}) for r in records], "rep_ms")
-    text = "; ".join(f"``{m}``: {TIMING_METHODS.get(m, m)}" for m in methods)
+    cold = _distinct([r.get("settings", {}) for r in records], "cold_l2_max_batch_size")
+    text = "; ".join(
+        f"``{m}``: {TIMING_METHODS.get(m, m).format(cold=' / '.join(map(str, cold)) or '?')}"
+        for m in methods
+    )
     text += "; " + ", ".join(STOPPING_RULES.get(s, s) for s in stopping)
     if rep_ms:
         text += f", {' / '.join(f'{ms:g}' for ms in rep_ms)} ms a row"

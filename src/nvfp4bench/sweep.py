@@ -8,8 +8,12 @@ rest. Every result is checked against a float64 reference before it is timed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import signal
+import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -19,6 +23,7 @@ from . import envinfo, timing
 from .io import BENCH_COLUMNS
 from .kernels.tuning import tuning_rep_ms_set_to
 from .providers import availability, get_provider
+from .providers.requirements import compute_capability
 
 # Sent by a worker after an error that may have poisoned its CUDA context: start a fresh one.
 _RESTART = "restart"
@@ -45,6 +50,7 @@ class SweepSettings:
     stopping: str
     max_noise: float
     warmup_ms: float | None  # cold-L2 timing only
+    cold_l2_max_batch_size: int | None  # timing method "both" only
     tuning_rep_ms: float | None  # None: the kernel tuner's default
     row_timeout_s: float
     seed: int
@@ -61,15 +67,25 @@ class RowKey:
     provider: str
     had_size: int | None
     M: int
+    method: str  # the timer (timing.METHODS)
 
 
 def plan(settings: SweepSettings) -> list[RowKey]:
-    """Every row the sweep will write, in order. Had-independent providers get one row per M."""
+    """Every row the sweep will write, in order. Had-independent providers get one row per M;
+    under timing method "both" the small batch sizes get a cold-L2 row after the warm one."""
+    device = torch.device(settings.device)
     keys = []
     for name in settings.providers:
         provider = get_provider(name)
         had_sizes = settings.had_sizes if provider.uses_had_size else (None,)
-        keys += [RowKey(name, had, M) for had in had_sizes for M in settings.batch_sizes]
+        keys += [
+            RowKey(name, had, M, method)
+            for had in had_sizes
+            for M in settings.batch_sizes
+            for method in timing.row_methods(
+                settings.timing_method, M, device, settings.cold_l2_max_batch_size
+            )
+        ]
     return keys
 
 
@@ -84,15 +100,20 @@ def _row(settings: SweepSettings, key: RowKey, status: str, reason: str = "", **
         status=status,
         reason=" ".join(reason.split()),  # one line, whatever the exception said
         kernel="",
-        timing=timing.method_label(torch.device(settings.device), settings.timing_method),
-        stopping=settings.stopping,
+        timing=timing.method_label(torch.device(settings.device), key.method),
+        stopping=timing.row_stopping(key.method, settings.stopping),
         gpu_throttle="",
+        gpu=envinfo.gpu_identity(torch.device(settings.device)),
     )
     row.update(values)
     return row
 
 
-def run_shape(settings: SweepSettings) -> pd.DataFrame:
+def run_shape(settings: SweepSettings, seconds: dict | None = None) -> pd.DataFrame:
+    """Every planned row. `seconds`, if given, gets where the time went, per provider: "wall"
+    (its worker processes from start to end), "prepare" (building the call, kernel tuning
+    included), "check" (the float64 comparison) and "timing" (the timer), summed over its rows;
+    the rest of "wall" is worker start-up and the operands."""
     keys = plan(settings)
     reasons = availability(list(settings.providers), torch.device(settings.device))
     rows: dict[RowKey, dict] = {}
@@ -105,9 +126,42 @@ def run_shape(settings: SweepSettings) -> pd.DataFrame:
             rows[key] = _row(settings, key, "skipped", reason)
         else:
             pending.setdefault(key.provider, []).append(key)
-    for name, provider_keys in pending.items():
-        rows.update(_run_isolated(settings, name, provider_keys))
+    with _prebuilding([get_provider(name) for name in pending], torch.device(settings.device)):
+        for name, provider_keys in pending.items():
+            spent = {"wall": 0.0, "prepare": 0.0, "check": 0.0, "timing": 0.0}
+            started = time.perf_counter()
+            rows.update(_run_isolated(settings, name, provider_keys, spent))
+            spent["wall"] = time.perf_counter() - started
+            if seconds is not None:
+                seconds[name] = {part: round(value, 3) for part, value in spent.items()}
     return pd.DataFrame([rows[key] for key in keys], columns=BENCH_COLUMNS)
+
+
+# Background processes for the providers' prebuild jobs: half the CPUs this job may use (a SLURM
+# job's share, not the node's), so that the worker that is timing and Triton's own compiles keep
+# theirs.
+PREBUILD_PROCESSES = max(1, len(os.sched_getaffinity(0)) // 2 - 1)
+
+
+@contextlib.contextmanager
+def _prebuilding(providers, device: torch.device):
+    """Runs the providers' prebuild jobs in background processes (in the providers' order) while
+    the block runs; jobs not started by its end are dropped (the providers do that work
+    themselves)."""
+    capability = compute_capability(device)
+    prebuilds = dict.fromkeys(p.prebuild for p in providers if p.prebuild and capability)
+    jobs = [job for prebuild in prebuilds for job in prebuild(capability)]  # a pair shares one
+    if not jobs:
+        yield
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(min(PREBUILD_PROCESSES, len(jobs)), mp_context=context)
+    try:
+        for job in jobs:
+            pool.submit(job)
+        yield
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -119,8 +173,11 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def _run_isolated(settings: SweepSettings, name: str, keys: list[RowKey]) -> dict[RowKey, dict]:
-    """Run one provider's rows in worker processes; a dead worker fails only its current row."""
+def _run_isolated(
+    settings: SweepSettings, name: str, keys: list[RowKey], spent: dict
+) -> dict[RowKey, dict]:
+    """Run one provider's rows in worker processes; a dead worker fails only its current row.
+    Adds each row's seconds per part to `spent`."""
     context = multiprocessing.get_context("spawn")
     results: dict[RowKey, dict] = {}
     remaining = list(keys)
@@ -145,8 +202,10 @@ def _run_isolated(settings: SweepSettings, name: str, keys: list[RowKey]) -> dic
                 break
             if message is None or message == _RESTART:
                 break
-            key, row = message
+            key, row, seconds = message
             results[key] = row
+            for part, value in seconds.items():
+                spent[part] += value
         worker.join()
         receiver.close()
         remaining = [key for key in remaining if key not in results]
@@ -155,6 +214,22 @@ def _run_isolated(settings: SweepSettings, name: str, keys: list[RowKey]) -> dic
             reason = f"worker process died ({death}) while measuring this row"
             results[lost] = _row(settings, lost, "failed", reason)
     return results
+
+
+class _Stopwatch:
+    """``with clock("part"):`` adds the block's seconds to ``seconds["part"]`` (if a dict)."""
+
+    def __init__(self, seconds: dict | None):
+        self.seconds = seconds
+
+    @contextlib.contextmanager
+    def __call__(self, part: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.seconds is not None:
+                self.seconds[part] += time.perf_counter() - started
 
 
 def _sample(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -168,49 +243,68 @@ def _worker(settings_dict: dict, name: str, keys: list[RowKey], conn) -> None:
     generator = torch.Generator(device).manual_seed(settings.seed)
     weight = torch.randn(settings.N, settings.K, generator=generator, device=device)
     weight = weight.to(torch.bfloat16)
+    checked: dict = {}
     for key in keys:
-        row, poisoned = _measure(settings, provider, key, weight, device)
-        conn.send((key, row))
+        seconds = {"prepare": 0.0, "check": 0.0, "timing": 0.0}
+        row, poisoned = _measure(settings, provider, key, weight, device, checked, seconds)
+        conn.send((key, row, seconds))
         if poisoned:
             conn.send(_RESTART)
             return
     conn.send(None)
 
 
-def _measure(settings, provider, key: RowKey, weight, device) -> tuple[dict, bool]:
-    """One row; returns (row, whether the process should be replaced)."""
+def _measure(
+    settings, provider, key: RowKey, weight, device, checked: dict, seconds: dict | None = None
+) -> tuple[dict, bool]:
+    """One row; returns (row, whether the process should be replaced). `checked` holds the last
+    prepared and checked call, which the next row of the same problem timed by another method
+    reuses; `seconds` (if given) gets the seconds of its prepare, check and timing."""
     from .numerics import relative_error
 
-    generator = torch.Generator(device).manual_seed(settings.seed + key.M)
+    clock = _Stopwatch(seconds)
+    problem = (key.had_size, key.M)
     prepared = None
     try:
-        a = torch.randn(key.M, settings.K, generator=generator, device=device).to(torch.bfloat16)
-        try:
-            with tuning_rep_ms_set_to(settings.tuning_rep_ms):
-                prepared = provider.prepare(a, weight, key.had_size)
-        except ValueError as error:  # the provider does not support this input
-            return _row(settings, key, "skipped", str(error)), False
-        out = prepared.run()
-        check = torch.Generator().manual_seed(settings.seed)
-        rows = _sample(key.M, CHECK_ROWS, check)
-        cols = _sample(settings.N, CHECK_COLS, check)
-        expected = prepared.reference(rows.to(device), cols.to(device))
-        error = relative_error(out[rows.to(device)][:, cols.to(device)], expected)
-        if not error <= prepared.tolerance:  # NaN fails too
-            reason = f"wrong result (rel err {error:.3g} > {prepared.tolerance:g})"
-            row = _row(settings, key, "failed", reason, check_rel_err=error, kernel=prepared.kernel)
-            return row, False
-        timed = timing.time_call(
-            prepared.run,
-            device,
-            settings.timing_method,
-            settings.rep_ms,
-            settings.warmup_ms,
-            settings.stopping,
-            settings.max_noise,
-        )
+        if problem in checked:
+            prepared, error = checked[problem]
+        else:
+            checked.clear()
+            generator = torch.Generator(device).manual_seed(settings.seed + key.M)
+            a = torch.randn(key.M, settings.K, generator=generator, device=device)
+            try:
+                with tuning_rep_ms_set_to(settings.tuning_rep_ms), clock("prepare"):
+                    prepared = provider.prepare(a.to(torch.bfloat16), weight, key.had_size)
+            except ValueError as error:  # the provider does not support this input
+                return _row(settings, key, "skipped", str(error)), False
+            with clock("check"):
+                out = prepared.run()
+            check = torch.Generator().manual_seed(settings.seed)
+            rows = _sample(key.M, CHECK_ROWS, check)
+            cols = _sample(settings.N, CHECK_COLS, check)
+            with clock("check"):
+                expected = prepared.reference(rows.to(device), cols.to(device))
+                error = relative_error(out[rows.to(device)][:, cols.to(device)], expected)
+            if not error <= prepared.tolerance:  # NaN fails too
+                reason = f"wrong result (rel err {error:.3g} > {prepared.tolerance:g})"
+                row = _row(
+                    settings, key, "failed", reason, check_rel_err=error, kernel=prepared.kernel
+                )
+                return row, False
+            checked[problem] = (prepared, error)
+        with clock("timing"):
+            timed = timing.time_call(
+                prepared.run,
+                device,
+                key.method,
+                settings.rep_ms,
+                settings.warmup_ms,
+                settings.stopping,
+                settings.max_noise,
+            )
     except torch.OutOfMemoryError as oom:
         del prepared
+        checked.clear()
         torch.cuda.empty_cache()
         first_line = str(oom).splitlines()[0] if str(oom) else ""
         return _row(settings, key, "failed", f"out of memory: {first_line}"), False

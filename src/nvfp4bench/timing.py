@@ -80,6 +80,25 @@ def method_label(device: torch.device, method: str) -> str:
     return METHODS["cpu"] if device.type == "cpu" else METHODS[method]
 
 
+def row_stopping(method: str, stopping: str) -> str:
+    """The stopping rule a row of this method gets: cold-L2 rows always stop fixed."""
+    return "fixed" if method == "cold-l2" else stopping
+
+
+def row_methods(
+    method: str, M: int, device: torch.device, cold_l2_max_batch_size: int | None
+) -> tuple[str, ...]:
+    """The timers that time one row at batch size M: the configured method, or under `both`
+    warm L2 always and cold L2 as well up to `cold_l2_max_batch_size`. The CPU has one timer."""
+    if device.type == "cpu":
+        return ("cpu",)
+    if method != "both":
+        return (method,)
+    if cold_l2_max_batch_size is None:
+        raise ValueError("timing method both needs cold_l2_max_batch_size")
+    return ("cudagraph", "cold-l2") if M <= cold_l2_max_batch_size else ("cudagraph",)
+
+
 def time_call(
     fn: Callable[[], object],
     device: torch.device,

@@ -53,6 +53,10 @@ class Provider:
     prepare: Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]
     # The provider every speedup is measured against; exactly one in the registry is.
     baseline: bool = False
+    # CPU-only work (compiling kernels) that the sweep starts in background processes while
+    # earlier providers time: (the GPU's compute capability) -> independent picklable jobs. A job
+    # that fails is ignored: the provider then does that work itself, as without prebuild.
+    prebuild: Callable[[tuple[int, int]], list[Callable[[], object]]] | None = None
 
 
 def nvfp4_pair(
@@ -62,6 +66,7 @@ def nvfp4_pair(
     noquant_description: str,
     unavailable_reason: Callable[[torch.device], str | None],
     make_prepare: Callable[[bool], Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]],
+    prebuild: Callable[[tuple[int, int]], list[Callable[[], object]]] | None = None,
 ) -> list[Provider]:
     """The two providers of one NVFP4 implementation: `name` rotates and quantizes the activation
     inside the timed call, then runs the GEMM (timed per Hadamard size); `name`-noquant times the
@@ -74,6 +79,7 @@ def nvfp4_pair(
             uses_had_size=True,
             unavailable_reason=unavailable_reason,
             prepare=make_prepare(True),
+            prebuild=prebuild,
         ),
         Provider(
             name=f"{name}-noquant",
@@ -81,8 +87,34 @@ def nvfp4_pair(
             uses_had_size=False,
             unavailable_reason=unavailable_reason,
             prepare=make_prepare(False),
+            prebuild=prebuild,
         ),
     ]
+
+
+def nvfp4_prepared(
+    gemm: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    quantize: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None,
+    prequantized: tuple[torch.Tensor, torch.Tensor],
+    operands: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    kernel: str,
+) -> Prepared:
+    """The timed call of an NVFP4 provider with global scales 1: ``gemm(*quantize())`` (the
+    activation quantized inside the timed call) or, where `quantize` is None, ``gemm`` on the
+    `prequantized` activation. Checked against the float64 product of `operands` (activation
+    codes and scales, weight codes and scales, linear scales)."""
+    if quantize is not None:
+
+        def run():
+            return gemm(*quantize())
+    else:
+
+        def run():
+            return gemm(*prequantized)
+
+    reference = nvfp4_product_reference(*operands, 1.0)
+    # Exact up to fp32 accumulation order and the bf16 output rounding.
+    return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
 
 
 def nvfp4_product_reference(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_prepared
 from .requirements import first_reason, loads, needs_cuda_capability
 
 # Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 512
@@ -36,13 +36,48 @@ def _compile_a_kernel(device: torch.device) -> None:
     cuda_nvfp4.compile_variant(cuda_nvfp4.QUANT_VARIANTS[0], cuda_nvfp4.device_arch(device))
 
 
+def _prebuild(capability: tuple[int, int]) -> list:
+    """Every kernel variant this GPU can run, one NVRTC compile each, into the disk cache the
+    tuner loads them from (50-90 variants are raced per batch size)."""
+    from functools import partial
+
+    from ..kernels import cuda_nvfp4
+
+    arch = f"sm_{capability[0]}{capability[1]}"
+    variants = [
+        v
+        for v in (*cuda_nvfp4.QUANT_VARIANTS, *cuda_nvfp4.GEMM_VARIANTS)
+        if not getattr(v, "wgmma", False) or cuda_nvfp4.wgmma_arch(arch)
+    ]
+    return [partial(cuda_nvfp4.compile_variant, v, arch) for v in variants]
+
+
+def _weight(b: torch.Tensor, r: int, relaid: bool):
+    """(codes, scales, the GEMM's re-laid weight or None) of weight `b` quantized with had size
+    `r`, made once per worker: a provider's rows share one weight, and re-laying a large one
+    takes a noticeable part of a second per row."""
+    from ..kernels import cuda_nvfp4
+    from ..kernels.tuning import process_cache
+
+    cache = process_cache("cuda_nvfp4_weights")
+    entry = cache.get(r)
+    if entry is None or entry[0] is not b:  # holding b keeps its identity unique
+        gs = torch.ones(1, dtype=torch.float32, device=b.device)
+        packed, scales = cuda_nvfp4.quantize_nvfp4(b.to(torch.bfloat16).contiguous(), r, gs)
+        entry = cache[r] = [b, packed, scales, None]
+    if relaid and entry[3] is None:
+        entry[3] = cuda_nvfp4.permute_weight(entry[1], entry[2])
+    return entry[1], entry[2], entry[3]
+
+
 _unavailable_reason = first_reason(
     _capability_check, loads("NVRTC kernels unavailable", _compile_a_kernel)
 )
 
 
-def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
-    """The timed GEMM for these operands: (callable(packed, scales) -> out, kernel label)."""
+def _gemm(a_packed, a_scales, b_packed, b_scales, weight, N, K, out):
+    """The timed GEMM for these operands (`weight`: b re-laid for the CUDA GEMM, where M is in
+    its range): (callable(packed, scales) -> out, kernel label)."""
     from ..kernels import cuda_nvfp4
     from ..kernels.triton_nvfp4 import nvfp4_gemm, tuned_gemm_config
     from ..kernels.tuning import time_graph, tuning_rep_ms
@@ -51,7 +86,6 @@ def _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out):
     alpha = torch.ones(1, dtype=torch.float32, device=device)
     choices = []  # (median ms, callable, label)
     if M <= CUDA_GEMM_MAX_M:
-        weight = cuda_nvfp4.permute_weight(b_packed, b_scales)
         cuda_gemm, ms = cuda_nvfp4.tune_gemm(
             a_packed, a_scales, weight, N, K, alpha, rep_ms=tuning_rep_ms()
         )
@@ -85,24 +119,19 @@ def _make_prepare(quantize_activation: bool):
         r = had_size if quantize_activation else (had_size or NOQUANT_HAD_SIZE)
         gs = torch.ones(1, dtype=torch.float32, device=a.device)
         a16 = a.to(torch.bfloat16).contiguous()
-        b_packed, b_scales = quantize_nvfp4(b.to(torch.bfloat16).contiguous(), r, gs)
+        b_packed, b_scales, weight = _weight(b, r, relaid=M <= CUDA_GEMM_MAX_M)
         a_packed, a_scales = quantize_nvfp4(a16, r, gs)
         out = torch.empty(M, N, dtype=torch.bfloat16, device=a.device)
-        gemm, kernel = _gemm(a_packed, a_scales, b_packed, b_scales, N, K, out)
+        gemm, kernel = _gemm(a_packed, a_scales, b_packed, b_scales, weight, N, K, out)
         q_buf = (torch.empty_like(a_packed), torch.empty_like(a_scales))
 
-        if quantize_activation:
-
-            def run():
-                return gemm(*quantize_nvfp4(a16, r, gs, out=q_buf))
-        else:
-
-            def run():
-                return gemm(a_packed, a_scales)
-
-        reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, 1.0)
-        # Exact up to fp32 accumulation order and the bf16 output rounding.
-        return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
+        return nvfp4_prepared(
+            gemm,
+            (lambda: quantize_nvfp4(a16, r, gs, out=q_buf)) if quantize_activation else None,
+            (a_packed, a_scales),
+            (a_packed, a_scales, b_packed, b_scales),
+            kernel,
+        )
 
     return prepare
 
@@ -114,4 +143,5 @@ PROVIDERS = nvfp4_pair(
     noquant_description="CUDA (NVRTC) W4A4 GEMM on a pre-quantized activation (had 16 when unset)",
     unavailable_reason=_unavailable_reason,
     make_prepare=_make_prepare,
+    prebuild=_prebuild,
 )

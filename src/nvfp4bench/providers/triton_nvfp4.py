@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from . import requirements
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_prepared
 from .requirements import first_reason, loads, needs_cuda_capability
 
 # Blackwell data-center GPUs: the compute capability whose block-scaled tensor-core MMA Triton's
@@ -102,18 +102,15 @@ def _make_prepare(quantize_activation: bool):
 
             prequantized = (a_packed, a_scales)
 
-        if quantize_activation:
-
-            def run():
-                return gemm(*quantize_nvfp4(a16, r, gs, **quantized, **quant_config))
-        else:
-
-            def run():
-                return gemm(*prequantized)
-
-        reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, float(alpha))
-        # Exact up to fp32 accumulation order and the bf16 output rounding.
-        return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
+        return nvfp4_prepared(
+            gemm,
+            (lambda: quantize_nvfp4(a16, r, gs, **quantized, **quant_config))
+            if quantize_activation
+            else None,
+            prequantized,
+            (a_packed, a_scales, b_packed, b_scales),
+            kernel,
+        )
 
     return prepare
 
