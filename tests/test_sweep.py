@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from nvfp4bench import config as cfg
+from nvfp4bench import sweep
 from nvfp4bench.io import BENCH_COLUMNS
 from nvfp4bench.sweep import SweepSettings, plan, run_shape
 
@@ -197,8 +198,19 @@ def test_prebuild_jobs_run_in_the_background_while_the_sweep_times(monkeypatch, 
 
 def test_the_sweep_says_where_each_providers_time_went():
     seconds = {}
-    run_shape(settings(), seconds)
-    parts = seconds["torch-bf16"]
-    assert set(parts) == {"wall", "prepare", "check", "timing"}
-    assert parts["timing"] >= 3 * 5e-3  # three rows of at least rep_ms (5 ms) each
-    assert parts["wall"] >= parts["prepare"] + parts["check"] + parts["timing"]
+    run_shape(settings(providers=("torch-bf16", "test-oom")), seconds)
+    assert seconds["torch-bf16"]["timing"] >= 3 * 5e-3  # three rows of at least rep_ms (5 ms)
+    for name in ("torch-bf16", "test-oom"):
+        parts = seconds[name]
+        assert set(parts) == {"wall", "prepare", "check", "timing"}
+        assert parts["wall"] >= parts["prepare"] + parts["check"] + parts["timing"]
+    # Both providers' rows ran in one worker process, whose start-up is counted apart.
+    assert seconds[sweep.WORKER_STARTUP]["processes"] == 1
+    assert seconds[sweep.WORKER_STARTUP]["wall"] > 0
+
+
+def test_a_crash_costs_one_fresh_worker_for_the_rows_after_it():
+    seconds = {}
+    frame = run_shape(settings(providers=("test-crash", "torch-bf16")), seconds)
+    assert (frame["status"] == "ok").sum() == len(frame) - 1
+    assert seconds[sweep.WORKER_STARTUP]["processes"] == 2

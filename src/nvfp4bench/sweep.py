@@ -1,9 +1,11 @@
 """One shape's sweep: providers x Hadamard sizes x batch sizes -> bench rows.
 
-Each available provider runs in its own spawned worker process, so a provider that kills its
-process (segfault, a CUDA error that poisons the context, an assert in an extension) costs only
-the row it was measuring: the parent records that row as failed and starts a fresh worker for the
-rest. Every result is checked against a float64 reference before it is timed.
+The providers' rows run in a spawned worker process, one for the whole shape while nothing goes
+wrong, so a provider that kills its process (segfault, a CUDA error that poisons the context, an
+assert in an extension) costs only the row it was measuring: the parent records that row as
+failed and starts a fresh worker for the rest. (A worker per provider cost its start-up, about
+14 s of Python, torch and CUDA on the H100, five times a shape.) Every result is checked
+against a float64 reference before it is timed.
 """
 
 from __future__ import annotations
@@ -111,9 +113,10 @@ def _row(settings: SweepSettings, key: RowKey, status: str, reason: str = "", **
 
 def run_shape(settings: SweepSettings, seconds: dict | None = None) -> pd.DataFrame:
     """Every planned row. `seconds`, if given, gets where the time went, per provider: "wall"
-    (its worker processes from start to end), "prepare" (building the call, kernel tuning
-    included), "check" (the float64 comparison) and "timing" (the timer), summed over its rows;
-    the rest of "wall" is worker start-up and the operands."""
+    (its rows in the worker, from start to end), "prepare" (building the call, kernel tuning
+    included), "check" (the float64 comparison) and "timing" (the timer), summed over its rows
+    (the rest of "wall" is making the operands); and under WORKER_STARTUP, "wall" (the rest of
+    the sweep: starting the worker processes, importing, CUDA start-up) and "processes"."""
     keys = plan(settings)
     reasons = availability(list(settings.providers), torch.device(settings.device))
     rows: dict[RowKey, dict] = {}
@@ -126,15 +129,20 @@ def run_shape(settings: SweepSettings, seconds: dict | None = None) -> pd.DataFr
             rows[key] = _row(settings, key, "skipped", reason)
         else:
             pending.setdefault(key.provider, []).append(key)
+    spent: dict[str, dict] = {}
+    started = time.perf_counter()
     with _prebuilding([get_provider(name) for name in pending], torch.device(settings.device)):
-        for name, provider_keys in pending.items():
-            spent = {"wall": 0.0, "prepare": 0.0, "check": 0.0, "timing": 0.0}
-            started = time.perf_counter()
-            rows.update(_run_isolated(settings, name, provider_keys, spent))
-            spent["wall"] = time.perf_counter() - started
-            if seconds is not None:
-                seconds[name] = {part: round(value, 3) for part, value in spent.items()}
+        to_run = [key for provider_keys in pending.values() for key in provider_keys]
+        processes = _run_isolated(settings, to_run, rows, spent) if to_run else 0
+    if seconds is not None:
+        for name, parts in spent.items():
+            seconds[name] = {part: round(value, 3) for part, value in parts.items()}
+        rest = time.perf_counter() - started - sum(parts["wall"] for parts in spent.values())
+        seconds[WORKER_STARTUP] = {"wall": round(rest, 3), "processes": processes}
     return pd.DataFrame([rows[key] for key in keys], columns=BENCH_COLUMNS)
+
+
+WORKER_STARTUP = "worker start-up"  # a key of run_shape's `seconds` beside the provider names
 
 
 # Background processes for the providers' prebuild jobs: half the CPUs this job may use (a SLURM
@@ -174,17 +182,19 @@ def _describe_exit(exitcode: int | None) -> str:
 
 
 def _run_isolated(
-    settings: SweepSettings, name: str, keys: list[RowKey], spent: dict
-) -> dict[RowKey, dict]:
-    """Run one provider's rows in worker processes; a dead worker fails only its current row.
-    Adds each row's seconds per part to `spent`."""
+    settings: SweepSettings, keys: list[RowKey], results: dict[RowKey, dict], spent: dict
+) -> int:
+    """Run the rows in a worker process, in order, into `results`; a dead worker fails only its
+    current row and a fresh one takes the rest. Adds each row's seconds per part to
+    `spent[provider]`. Returns how many worker processes ran."""
     context = multiprocessing.get_context("spawn")
-    results: dict[RowKey, dict] = {}
     remaining = list(keys)
+    processes = 0
     while remaining:
+        processes += 1
         receiver, sender = context.Pipe(duplex=False)
         worker = context.Process(
-            target=_worker, args=(asdict(settings), name, remaining, sender), daemon=True
+            target=_worker, args=(asdict(settings), remaining, sender), daemon=True
         )
         worker.start()
         sender.close()
@@ -204,8 +214,9 @@ def _run_isolated(
                 break
             key, row, seconds = message
             results[key] = row
+            parts = spent.setdefault(key.provider, dict.fromkeys(seconds, 0.0))
             for part, value in seconds.items():
-                spent[part] += value
+                parts[part] += value
         worker.join()
         receiver.close()
         remaining = [key for key in remaining if key not in results]
@@ -213,7 +224,7 @@ def _run_isolated(
             lost = remaining.pop(0)
             reason = f"worker process died ({death}) while measuring this row"
             results[lost] = _row(settings, lost, "failed", reason)
-    return results
+    return processes
 
 
 class _Stopwatch:
@@ -236,17 +247,19 @@ def _sample(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randperm(n, generator=generator)[: min(n, size)].sort().values
 
 
-def _worker(settings_dict: dict, name: str, keys: list[RowKey], conn) -> None:
+def _worker(settings_dict: dict, keys: list[RowKey], conn) -> None:
     settings = SweepSettings(**settings_dict)
     device = torch.device(settings.device)
-    provider = get_provider(name)
     generator = torch.Generator(device).manual_seed(settings.seed)
     weight = torch.randn(settings.N, settings.K, generator=generator, device=device)
     weight = weight.to(torch.bfloat16)
     checked: dict = {}
     for key in keys:
-        seconds = {"prepare": 0.0, "check": 0.0, "timing": 0.0}
+        seconds = {"wall": 0.0, "prepare": 0.0, "check": 0.0, "timing": 0.0}
+        started = time.perf_counter()
+        provider = get_provider(key.provider)
         row, poisoned = _measure(settings, provider, key, weight, device, checked, seconds)
+        seconds["wall"] = time.perf_counter() - started
         conn.send((key, row, seconds))
         if poisoned:
             conn.send(_RESTART)
@@ -263,7 +276,7 @@ def _measure(
     from .numerics import relative_error
 
     clock = _Stopwatch(seconds)
-    problem = (key.had_size, key.M)
+    problem = (key.provider, key.had_size, key.M)
     prepared = None
     try:
         if problem in checked:
