@@ -3,9 +3,9 @@
 The providers' rows run in a spawned worker process, one for the whole shape while nothing goes
 wrong, so a provider that kills its process (segfault, a CUDA error that poisons the context, an
 assert in an extension) costs only the row it was measuring: the parent records that row as
-failed and starts a fresh worker for the rest. (A worker per provider cost its start-up, about
-14 s of Python, torch and CUDA on the H100, five times a shape.) Every result is checked
-against a float64 reference before it is timed.
+failed and starts a fresh worker for the rest. (With a worker per provider, each provider's
+time on the H100 had about 14 s beyond its prepare, check and timing: start-up, five times a
+shape.) Every result is checked against a float64 reference before it is timed.
 """
 
 from __future__ import annotations
