@@ -38,6 +38,7 @@ __all__ = [
     "FORMATS",
     "MX_BLOCK",
     "MX_HAD_SIZES",
+    "E2M1_EMAX",
     "E4M3_MAX",
     "E2M1_MAX",
     "HAD_SIZES",
