@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .base import NOQUANT_HAD_SIZE, Prepared, fp4_pair, fp4_product_reference
 from .requirements import first_reason, loads, needs_cuda_capability
 
 # Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 512
@@ -100,15 +100,16 @@ def _make_prepare(quantize_activation: bool):
             def run():
                 return gemm(a_packed, a_scales)
 
-        reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, 1.0)
+        reference = fp4_product_reference(a_packed, a_scales, b_packed, b_scales, 1.0)
         # Exact up to fp32 accumulation order and the bf16 output rounding.
         return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
 
     return prepare
 
 
-PROVIDERS = nvfp4_pair(
+PROVIDERS = fp4_pair(
     "nvfp4-cuda",
+    format="nvfp4",
     description="CUDA (NVRTC) Hadamard + NVFP4 quantize, then a Marlin-style W4A4 GEMM "
     "(mma.sync or wgmma, fp16); Triton GEMM where faster (M > 64)",
     noquant_description="CUDA (NVRTC) W4A4 GEMM on a pre-quantized activation (had 16 when unset)",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from . import requirements
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .base import NOQUANT_HAD_SIZE, Prepared, fp4_pair, fp4_product_reference
 from .requirements import first_reason, loads, needs_cuda_capability
 
 # Blackwell data-center GPUs: the compute capability whose block-scaled tensor-core MMA Triton's
@@ -111,15 +111,16 @@ def _make_prepare(quantize_activation: bool):
             def run():
                 return gemm(*prequantized)
 
-        reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, float(alpha))
+        reference = fp4_product_reference(a_packed, a_scales, b_packed, b_scales, float(alpha))
         # Exact up to fp32 accumulation order and the bf16 output rounding.
         return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
 
     return prepare
 
 
-PROVIDERS = nvfp4_pair(
+PROVIDERS = fp4_pair(
     "nvfp4-triton",
+    format="nvfp4",
     description="Triton fused Hadamard + NVFP4 quantize, then Triton W4A4 GEMM (fp16 MMA, or "
     "tl.dot_scaled on compute capability 10.x)",
     noquant_description="Triton W4A4 GEMM (fp16 MMA, or tl.dot_scaled on compute capability "
