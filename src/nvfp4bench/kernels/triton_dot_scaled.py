@@ -296,7 +296,7 @@ def _probe(device: torch.device) -> str | None:
     return None
 
 
-def mma_instructions(capability: int, fmt: str = "nvfp4", config: dict = CONFIG) -> set[str]:
+def mma_instructions(capability: int, fmt: str = "nvfp4") -> set[str]:
     """The tensor-core MMA instructions in the PTX of this GEMM (`fmt` nvfp4 or mxfp4) compiled
     for compute capability `capability` (100 for sm_100). Needs no GPU, and no TRITON_INTERPRET:
     it shows what the installed Triton makes of ``tl.dot_scaled`` there
@@ -305,8 +305,8 @@ def mma_instructions(capability: int, fmt: str = "nvfp4", config: dict = CONFIG)
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    c = config
     mx = fmt == "mxfp4"
+    c = default_mx_config(1024) if mx else CONFIG
     constexprs = {"BLOCK_M": c["block_m"], "BLOCK_N": c["block_n"], "BLOCK_K": c["block_k"],
                   "VEC": 32 if mx else 16, "SWIZZLED": not mx}  # fmt: skip
     scale = "*u8" if mx else "*fp8e4nv"
