@@ -45,11 +45,10 @@ CONFIG = {"block_m": 128, "block_n": 128, "block_k": 256, "num_warps": 4, "num_s
 # MXFP4: BLOCK_M follows M (a decode batch must not pay for 128 rows), BLOCK_N trades occupancy at
 # small M against weight reuse at large M.
 MX_CANDIDATES = [
-    {"block_m": bm, "block_n": bn, "block_k": bk, "num_warps": nw, "num_stages": ns}
+    {"block_m": bm, "block_n": bn, "block_k": bk, "num_warps": nw, "num_stages": 3}
     for bm in (16, 32, 64, 128)
     for bn, nw in ((64, 4), (128, 4), (128, 8), (256, 8))
     for bk in (128, 256)
-    for ns in (3, 4)
 ]
 _SOURCE = source_hash(__file__)
 
