@@ -59,7 +59,8 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
 
 
 def check_providers(config: dict) -> None:
-    """Every provider is known, and every format has one (besides the baseline) to run."""
+    """Every provider is known, and every format's bench job has a provider to run (the baseline
+    alone is a sweep: the baseline format's job may time only it)."""
     from .providers import PROVIDERS
 
     unknown = [name for name in config["providers"] if name not in PROVIDERS]
@@ -68,7 +69,7 @@ def check_providers(config: dict) -> None:
             f"config: unknown provider {unknown[0]!r} in providers (known: {', '.join(PROVIDERS)})"
         )
     for fmt in config["formats"]:
-        if not format_providers(config, fmt, baseline=False):
+        if not format_providers(config, fmt):
             known = [name for name, p in PROVIDERS.items() if p.format == fmt]
             raise ConfigError(
                 f"config: formats has {fmt!r} but providers names none of its providers "
@@ -84,12 +85,12 @@ def baseline_format(config: dict) -> str:
     return next(fmt for fmt in FORMATS if fmt in config["formats"])
 
 
-def format_providers(config: dict, fmt: str, *, baseline: bool = True) -> list[str]:
+def format_providers(config: dict, fmt: str) -> list[str]:
     """The configured providers of format `fmt`, in config order, with the baseline where this
-    format's job times it (`baseline`)."""
+    format's job times it."""
     from .providers import PROVIDERS
 
-    with_baseline = baseline and fmt == baseline_format(config)
+    with_baseline = fmt == baseline_format(config)
     return [
         name
         for name in config["providers"]
