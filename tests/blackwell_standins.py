@@ -30,6 +30,13 @@ Sources (the file's commit in the public repository, as read):
   contiguous float8_e4m3fn scales of round_up(rows, 128) * round_up(K/16, 4) elements, mat1
   row-major and mat2 column-major, sizes multiples of 16, no fast accumulation; and
   ``test/test_scaled_matmul_cuda.py`` @ 00166b21d1129b5cdfac0408018c25eb9659d288 for the call.
+* vLLM ``benchmarks/kernels/bench_mxfp4_qutlass.py`` @ e5fd201ab77b993462f5b1cc3e55c74dc74bed95
+  and ``vllm/_custom_ops.py`` (same tree): ``fusedQuantizeMx(a, b, *, method)`` allocates packed
+  uint8 [..., K/2] and float8_e8m0fnu scales padded to [ceil(rows/128)*128, ceil(K/32/4)*4] and
+  calls ``torch.ops._qutlass_C.fusedQuantizeMxAbsMax``; ``matmul_mxf4_bf16_tn(a, b, a_sf, b_sf,
+  alpha)`` returns bf16 [m, n]. IST-DASLab/qutlass ``epilogue_quant.h`` @
+  a33f3972cedcf5293c1021ab0e1f921b2a604b55: abs_max stores the exponent bits of amax + 1e-8 and
+  encodes 3 * y / scale.
 * Triton: its interpreter (3.9 here) decodes every ``tl.dot_scaled`` scale as E8M0, so a kernel
   given float8_e4m3fn scales gets them wrong; ``e4m3_dot_scaled`` decodes those as E4M3, as the
   block-scaled tensor cores do.
@@ -133,6 +140,43 @@ def cutlass_scaled_mm_supports_fp4(cuda_device_capability: int) -> bool:
     return cuda_device_capability >= 100  # and a CUDA >= 12.8 build, which this stands for
 
 
+def fusedQuantizeMx(a: torch.Tensor, b: torch.Tensor, *, method: str = "quest"):  # noqa: N802
+    _require(method == "abs_max", "this stand-in has qutlass's abs_max method only")
+    _require(a.dtype == torch.bfloat16 and b.dtype == torch.bfloat16, "A and B must be bf16")
+    _require(b.dim() == 2 and b.size(0) == b.size(1), "Rotation matrix must be square")
+    _require(b.size(0) in numerics.MX_HAD_SIZES, f"Unsupported rotation size {b.size(0)}")
+    _require(a.is_contiguous() and b.is_contiguous(), "fusedQuantizeMx: tensors must be contiguous")
+    K = a.size(-1)
+    _require(K % 32 == 0, f"last dim of `a` must be divisible by 32, got {K}.")
+    rows = a.numel() // K
+    had = b.size(0)
+    y = (a.float().reshape(-1, had) @ b.float()).reshape(rows, K // 32, 32)
+    # qutlass abs_max: the scale is amax + 1e-8 with its mantissa cleared; codes of 3 * y / scale.
+    bits = ((y.abs().amax(-1) + 1e-8).view(torch.int32) & 0x7F800000).view(torch.float32)
+    codes = numerics._e2m1_codes(y / bits.unsqueeze(-1) * 3).reshape(rows, K)
+    padded = torch.full(_padded(rows, K * 16 // 32), 0xFF, dtype=torch.uint8)  # e8m0 NaN
+    padded.view(-1)[: rows * (K // 32)] = (bits.view(torch.int32) >> 23).to(torch.uint8).flatten()
+    packed = numerics._pack_nibbles(codes).reshape(*a.shape[:-1], K // 2)
+    return packed, padded.view(torch.float8_e8m0fnu)
+
+
+def matmul_mxf4_bf16_tn(a, b, a_sf, b_sf, alpha):  # noqa: N802
+    for tensor, dtype, name in ((a, torch.uint8, "a"), (b, torch.uint8, "b"),
+                                (a_sf, torch.float8_e8m0fnu, "a_sf"),
+                                (b_sf, torch.float8_e8m0fnu, "b_sf"),
+                                (alpha, torch.float32, "alpha")):  # fmt: skip
+        _require(tensor.is_contiguous(), f"{name}: must be contiguous")
+        _require(tensor.dtype == dtype, f"{name}: must be {dtype}, got {tensor.dtype}")
+    _require(a.dim() == 2 and b.dim() == 2 and a.size(1) == b.size(1), "a and b must be [m|n, k/2]")
+    m, n, k = a.size(0), b.size(0), a.size(1) * 2
+    for scale, rows, name in ((a_sf, m, "a_sf"), (b_sf, n, "b_sf")):
+        size = _padded(rows, k * 16 // 32)
+        _require(scale.numel() == size[0] * size[1], f"{name} must be the swizzled {size}")
+    a_dq = numerics.dequantize_mxfp4(a, numerics.from_blocked(a_sf, m, k // 32))
+    b_dq = numerics.dequantize_mxfp4(b, numerics.from_blocked(b_sf, n, k // 32))
+    return (a_dq.double() @ b_dq.double().T * alpha.double()).to(torch.bfloat16)
+
+
 def install_vllm(monkeypatch) -> types.SimpleNamespace:
     """Put a ``vllm`` package with these entry points in sys.modules for this test; returns its
     modules (patch their attributes to change what the provider calls)."""
@@ -140,6 +184,8 @@ def install_vllm(monkeypatch) -> types.SimpleNamespace:
     custom_ops.fusedQuantizeNv = fusedQuantizeNv
     custom_ops.cutlass_scaled_fp4_mm = cutlass_scaled_fp4_mm
     custom_ops.cutlass_scaled_mm_supports_fp4 = cutlass_scaled_mm_supports_fp4
+    custom_ops.fusedQuantizeMx = fusedQuantizeMx
+    custom_ops.matmul_mxf4_bf16_tn = matmul_mxf4_bf16_tn
     qutlass_utils = types.ModuleType("vllm.model_executor.layers.quantization.qutlass_utils")
     qutlass_utils.to_blocked = to_blocked
     tree = {
@@ -172,6 +218,10 @@ def registered_ops(c_ops=("cutlass_scaled_fp4_mm", "cutlass_scaled_mm_supports_f
         "Tensor global_scale) -> (Tensor, Tensor)",
         "fusedQuantizeNvAbsMax": "fusedQuantizeNvAbsMax(Tensor A, Tensor R, Tensor OUT, "
         "Tensor OUT_sf, Tensor global_scale) -> (Tensor, Tensor)",
+        "fusedQuantizeMxAbsMax": "fusedQuantizeMxAbsMax(Tensor A, Tensor R, Tensor OUT, "
+        "Tensor OUT_sf) -> (Tensor, Tensor)",
+        "matmul_mxf4_bf16_tn": "matmul_mxf4_bf16_tn(Tensor a, Tensor b, Tensor a_sf, Tensor b_sf, "
+        "Tensor alpha) -> Tensor",
     }
     with (
         torch.library._scoped_library("_C", "FRAGMENT") as c_lib,

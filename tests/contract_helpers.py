@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -45,3 +48,19 @@ def contract_cases(name: str, decode_shape: tuple, larger_shape: tuple):
     ]
     ids = [f"{n}-had{h}-{m}x{n_}x{k}" for n, h, (m, n_, k) in cases]
     return pytest.mark.parametrize("name, had_size, shape", cases, ids=ids)
+
+
+def compiled_mma(capability: int, fmt: str = "nvfp4") -> list[str]:
+    """The MMA instructions of the ``tl.dot_scaled`` GEMM for `fmt` compiled for `capability`
+    (``triton_dot_scaled.mma_instructions``). In a process of its own: with TRITON_INTERPRET set
+    (this session) nothing is compiled."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    script = (
+        "from nvfp4bench.kernels.triton_dot_scaled import mma_instructions\n"
+        f"print(*sorted(mma_instructions({capability}, {fmt!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()

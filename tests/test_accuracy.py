@@ -43,8 +43,8 @@ def _row(t: pd.DataFrame, dist: str, h: int) -> pd.Series:
 
 def test_columns_and_rows(table, seed):
     assert list(table.columns) == [
-        "N", "K", "distribution", "had_size", "status", "reason", "tokens", "out_channels",
-        "seed", "err_output", "err_activation", "err_weight",
+        "N", "K", "format", "distribution", "had_size", "status", "reason", "tokens",
+        "out_channels", "seed", "err_output", "err_activation", "err_weight",
     ]  # fmt: skip
     assert len(table) == 2 * 5
     assert sorted(set(zip(table.distribution, table.had_size, strict=True))) == sorted(

@@ -157,3 +157,46 @@ def test_model_keys_are_folder_names():
     assert (
         cfg.model_key("meta-llama/Llama-3.3-70B-Instruct") == "meta-llama--Llama-3.3-70B-Instruct"
     )
+
+
+def test_the_schema_allows_exactly_the_numerics_formats():
+    from nvfp4bench.numerics import FORMATS
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert tuple(schema["properties"]["formats"]["items"]["enum"]) == FORMATS
+    assert schema["properties"]["formats"]["default"] == [FORMATS[0]]
+
+
+def test_each_format_job_times_its_providers_and_one_of_them_the_baseline():
+    """The NVFP4 job's providers do not change when MXFP4 is added (so it does not re-run), and
+    the baseline stays in it; with MXFP4 alone, the MXFP4 job times the baseline."""
+    config = default_config()
+    nvfp4_alone = cfg.bench_params(config, "cuda", "nvfp4")["providers"]
+    assert nvfp4_alone[0] == "torch-bf16" and not any(p.startswith("mxfp4") for p in nvfp4_alone)
+    both = dict(config, formats=["mxfp4", "nvfp4"])
+    cfg.check_providers(both)
+    assert cfg.bench_params(both, "cuda", "nvfp4")["providers"] == nvfp4_alone
+    mx = cfg.bench_params(both, "cuda", "mxfp4")["providers"]
+    assert mx == ["mxfp4", "mxfp4-noquant", "mxfp4-triton", "mxfp4-triton-noquant"]
+    alone = cfg.bench_params(dict(config, formats=["mxfp4"]), "cuda", "mxfp4")["providers"]
+    assert alone == ["torch-bf16", *mx]
+    assert cfg.accuracy_params(both, "mxfp4")["fmt"] == "mxfp4"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"formats": ["mxfp8"]}, "config: formats[0]: 'mxfp8' is not one of ['nvfp4', 'mxfp4']"),
+        (
+            {"formats": ["nvfp4", "mxfp4"], "providers": ["torch-bf16", "nvfp4-triton"]},
+            "config: formats has 'mxfp4' but providers names none of its providers (mxfp4, "
+            "mxfp4-noquant, mxfp4-triton, mxfp4-triton-noquant)",
+        ),
+    ],
+)
+def test_a_bad_format_is_one_line(change, message):
+    config = dict(yaml.safe_load((ROOT / "config.yaml").read_text()), **change)
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.check_schema(config, SCHEMA)
+        cfg.check_providers(config)
+    assert str(error.value) == message

@@ -161,6 +161,43 @@ def test_unchanged_config_has_nothing_to_do(run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_adding_mxfp4_runs_only_its_own_bench_and_accuracy_jobs(run):
+    """formats: [nvfp4] -> [nvfp4, mxfp4] with the MXFP4 providers: one new bench and accuracy job
+    per shape, in results/cpu/{bench,accuracy}/mxfp4/; the NVFP4 ones are not run again."""
+    work, config, _ = run
+    results = work / "results" / "cpu"
+    before = {folder: mtimes(results / folder, "*.tsv") for folder in ("bench", "accuracy")}
+    grown = dict(
+        config,
+        formats=["nvfp4", "mxfp4"],
+        providers=[*config["providers"], "mxfp4-triton", "mxfp4-triton-noquant"],
+    )
+    dry = snakemake(work, grown, "-n")
+    output = dry.stdout + dry.stderr
+    for rule in ("bench_format", "accuracy_format"):
+        assert re.search(rf"^{rule}\s+4$", output, re.MULTILINE), output[-2000:]
+    for rule in ("bench", "accuracy"):
+        assert not re.search(rf"^{rule}\s+\d+$", output, re.MULTILINE), output[-2000:]
+    snakemake(work, grown)
+    for folder in ("bench", "accuracy"):
+        assert mtimes(results / folder, "*.tsv") == before[folder]
+    for N, K in SHAPES_A:
+        bench = read_bench(results / "bench" / "mxfp4" / f"n{N}_k{K}.tsv")
+        assert set(bench["provider"]) == {"mxfp4-triton", "mxfp4-triton-noquant"}
+        assert (bench["status"] == "skipped").all()
+        accuracy = read_tsv(results / "accuracy" / "mxfp4" / f"n{N}_k{K}.tsv")
+        assert set(accuracy["format"]) == {"mxfp4"}
+        skipped = accuracy[accuracy["had_size"] == 16]
+        assert (skipped["status"] == "skipped").all()
+        assert skipped["reason"].str.startswith("had_size=16 is not an MXFP4 rotation").all()
+        assert accuracy[accuracy["had_size"] != 16]["err_output"].between(0.01, 0.5).all()
+        assert (results / "plots" / f"bench_mxfp4_res_n{N}_k{K}.png").exists()
+    summary = read_tsv(results / "summary.tsv")
+    assert set(summary["format"].fillna("")) == {"", "nvfp4", "mxfp4"}
+    again = snakemake(work, grown, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_adding_a_model_runs_only_its_new_shapes_then_a_setting_reruns_all(run):
     work, config, tmp = run
     results = work / "results" / "cpu"

@@ -136,11 +136,11 @@ def test_a_provider_is_one_module_plus_one_registry_line(monkeypatch):
         Provider("test-fp32", "F.linear in fp32", False, lambda device: None, prepare)
     ]
     with pytest.raises(config.ConfigError, match="unknown provider 'test-fp32'"):
-        config.check_providers({"providers": ["test-fp32"]})
+        config.check_providers({"providers": ["test-fp32"], "formats": ["nvfp4"]})
 
     monkeypatch.setattr(providers, "_FAMILIES", [*providers._FAMILIES, module])  # the line
     monkeypatch.setattr(providers, "PROVIDERS", providers._load())
-    config.check_providers({"providers": ["torch-bf16", "test-fp32"]})
+    config.check_providers({"providers": ["torch-bf16", "test-fp32"], "formats": ["nvfp4"]})
     shape = settings(providers=("test-fp32",))
     keys = sweep.plan(shape)
     assert [(key.provider, key.had_size, key.M) for key in keys] == [

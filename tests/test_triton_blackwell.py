@@ -13,15 +13,12 @@ machine, and the PTX shows which MMA it chose.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 from blackwell_standins import e4m3_dot_scaled
-from contract_helpers import capability, contract_cases, measure
+from contract_helpers import capability, compiled_mma, contract_cases, measure
 
 from nvfp4bench import numerics
 
@@ -127,15 +124,6 @@ BLOCK_SCALED_MMA = re.compile(r"tcgen05\.mma\S*kind::mxf4nvf4\S*block_scale\S*(b
 def test_compiles_to_the_block_scaled_tensor_core_mma_on_sm100():
     """E2M1 x E2M1 with E4M3 scales per 16 values (``mxf4nvf4``, scale block 16 / ``scale_vec::4X``)
     on the fifth-generation tensor cores (``tcgen05``): the native path, not a decomposition.
-    In a process of its own: with TRITON_INTERPRET set (this session) nothing is compiled."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    script = (
-        "from nvfp4bench.kernels.triton_dot_scaled import mma_instructions\n"
-        "print(*sorted(mma_instructions(100)))"
-    )
-    done = subprocess.run([sys.executable, "-c", script], env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    mma = done.stdout.split()
+    Compiled in a process of its own (``compiled_mma``)."""
+    mma = compiled_mma(100)
     assert any(BLOCK_SCALED_MMA.match(instruction) for instruction in mma), mma

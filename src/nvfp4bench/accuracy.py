@@ -1,10 +1,12 @@
-"""Error of W4A4 NVFP4 products per Hadamard size and activation distribution (CPU-friendly).
+"""Error of W4A4 NVFP4 and MXFP4 products per Hadamard size and activation distribution
+(CPU-friendly).
 
 For one GEMM shape (N, K) and each had size in {0 (no rotation), *had_sizes} and each activation
 distribution: a synthetic bf16 weight W [n, K] (n = min(N, max_out_channels) sampled output
 channels: W is random anyway, N only sets how many) and activations X [tokens, K] are both rotated
-with the same block-diagonal Hadamard and quantized with the reference ``quantize_nvfp4``
-(global scale 1.0, like vLLM's bench), dequantized, and multiplied in float64. The errors are
+with the same block-diagonal Hadamard and quantized with the reference quantizer of the format
+(``quantize_nvfp4`` with global scale 1.0, like vLLM's bench, or ``quantize_mxfp4``), dequantized,
+and multiplied in float64. The errors are
 against the float64 product of the unquantized bf16 operands. See ``accuracy_table``.
 """
 
@@ -15,7 +17,7 @@ import math
 import pandas as pd
 import torch
 
-from .numerics import check_shape, dequantize_nvfp4, hadamard_matrix, quantize_nvfp4
+from .numerics import check_shape, fake_quantize, hadamard_matrix
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -30,6 +32,7 @@ DISTRIBUTIONS = ("gaussian", "outliers")
 COLUMNS = [
     "N",
     "K",
+    "format",
     "distribution",
     "had_size",
     "status",
@@ -134,13 +137,15 @@ def accuracy_table(
     K: int,
     had_sizes: list[int],
     *,
+    fmt: str = "nvfp4",
     distributions=DISTRIBUTIONS,
     tokens: int = 256,
     max_out_channels: int = 512,
     seed: int = 0,
     device="cpu",
 ) -> pd.DataFrame:
-    """One row per (distribution, had size in {0, *had_sizes}); columns ``COLUMNS``.
+    """One row per (distribution, had size in {0, *had_sizes}) of format `fmt`; columns
+    ``COLUMNS``.
 
     - X, W from ``make_operands``: W = bf16 randn [min(N, max_out_channels), K], one for the whole
       table; X [tokens, K] from ``make_activations``; all seeded from `seed`.
@@ -153,8 +158,9 @@ def accuracy_table(
     - err_activation = ‖X̂ − X‖ / ‖X‖ with X̂ = dequantized rotated X mapped back by H⁻¹ (= Hᵀ up
       to that scale): the quantization error of X in its own basis, comparable across had sizes
       (with no rotation the two bases coincide); err_weight likewise for W.
-    - A had size that ``check_shape`` rejects (does not divide K, not in 16..128) gets a row with
-      status 'skipped', the one-line reason, and NaN errors; the others have status 'ok'.
+    - A had size that ``check_shape`` rejects (does not divide K, not in 16..128, 16 for MXFP4)
+      gets a row with status 'skipped', the one-line reason, and NaN errors; the others have
+      status 'ok'.
     Deterministic: the same arguments give an identical table.
     """
     kw = dict(tokens=tokens, max_out_channels=max_out_channels, seed=seed, device=device)
@@ -168,7 +174,7 @@ def accuracy_table(
     ok_sizes, reasons = [], {}
     for h in sizes:
         try:
-            check_shape(K, h or None)
+            check_shape(K, h or None, fmt=fmt)
             ok_sizes.append(h)
         except ValueError as e:
             reasons[h] = str(e)
@@ -177,7 +183,7 @@ def accuracy_table(
     w_norm = float(torch.linalg.vector_norm(W64).item())
     w_deq, err_w = {}, {}
     for h in ok_sizes:  # the weight is quantized once per had size, shared by the distributions
-        wd = dequantize_nvfp4(*quantize_nvfp4(W, h or None, 1.0))
+        wd = fake_quantize(W, h, fmt)
         w_deq[h] = wd.double()
         err_w[h] = _rel(_unrotate(wd, h) - W64, w_norm)
 
@@ -192,6 +198,7 @@ def accuracy_table(
             row = dict(
                 N=N,
                 K=K,
+                format=fmt,
                 distribution=dist,
                 had_size=h,
                 tokens=tokens,
@@ -210,7 +217,7 @@ def accuracy_table(
                     )
                 )
                 continue
-            xd = dequantize_nvfp4(*quantize_nvfp4(X, h or None, 1.0))
+            xd = fake_quantize(X, h, fmt)
             Yq = xd.double() @ w_deq[h].T
             rows.append(
                 row

@@ -59,6 +59,8 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
 
 
 def check_providers(config: dict) -> None:
+    """Every provider is known, and every format's bench job has a provider to run (the baseline
+    alone is a sweep: the baseline format's job may time only it)."""
     from .providers import PROVIDERS
 
     unknown = [name for name in config["providers"] if name not in PROVIDERS]
@@ -66,6 +68,34 @@ def check_providers(config: dict) -> None:
         raise ConfigError(
             f"config: unknown provider {unknown[0]!r} in providers (known: {', '.join(PROVIDERS)})"
         )
+    for fmt in config["formats"]:
+        if not format_providers(config, fmt):
+            known = [name for name, p in PROVIDERS.items() if p.format == fmt]
+            raise ConfigError(
+                f"config: formats has {fmt!r} but providers names none of its providers "
+                f"({', '.join(known)})"
+            )
+
+
+def baseline_format(config: dict) -> str:
+    """The format whose bench job also times the baseline: the first enabled one in
+    numerics.FORMATS order, so that adding a format never moves it."""
+    from .numerics import FORMATS
+
+    return next(fmt for fmt in FORMATS if fmt in config["formats"])
+
+
+def format_providers(config: dict, fmt: str) -> list[str]:
+    """The configured providers of format `fmt`, in config order, with the baseline where this
+    format's job times it."""
+    from .providers import PROVIDERS
+
+    with_baseline = fmt == baseline_format(config)
+    return [
+        name
+        for name in config["providers"]
+        if PROVIDERS[name].format == fmt or (with_baseline and PROVIDERS[name].format is None)
+    ]
 
 
 def batch_sizes(config: dict, device: str) -> list[int]:
@@ -77,15 +107,16 @@ def batch_sizes(config: dict, device: str) -> list[int]:
     return sizes
 
 
-def bench_params(config: dict, device: str) -> dict:
-    """Everything a bench job's result depends on (a change re-runs the bench jobs), named as the
-    fields of ``sweep.SweepSettings``."""
+def bench_params(config: dict, device: str, fmt: str = "nvfp4") -> dict:
+    """Everything the bench job of format `fmt` depends on (a change re-runs it), named as the
+    fields of ``sweep.SweepSettings``. Its providers are that format's (and the baseline, in the
+    baseline format's job), so adding a format or its providers leaves the other jobs alone."""
     timing = config["timing"]
     gpu = device != "cpu"
     return {
         "batch_sizes": batch_sizes(config, device),
         "had_sizes": sorted(config["had_sizes"]),
-        "providers": list(config["providers"]),
+        "providers": format_providers(config, fmt),
         "device": device,
         "timing_method": timing["method"],
         "stopping": timing["stopping"],
@@ -104,9 +135,10 @@ def bench_params(config: dict, device: str) -> dict:
     }
 
 
-def accuracy_params(config: dict) -> dict:
+def accuracy_params(config: dict, fmt: str = "nvfp4") -> dict:
     accuracy = config["accuracy"]
     return {
+        "fmt": fmt,
         "had_sizes": sorted(config["had_sizes"]),
         "distributions": list(accuracy["distributions"]),
         "tokens": accuracy["tokens"],

@@ -1,4 +1,5 @@
-"""Reference NVFP4 (E2M1 values, E4M3 scale per 16, fp32 global scale) with Hadamard rotation.
+"""Reference NVFP4 and MXFP4 with Hadamard rotation: E2M1 values with an E4M3 scale per 16 and an
+fp32 global scale (NVFP4), or with an E8M0 (power-of-two) scale per 32 (MXFP4).
 
 Pure torch, device-agnostic, vectorised (no Python loops over blocks). What it computes is
 docs/nvfp4-spec.md ("fusedQuantizeNv"), in brief, for each row and each 16-block along K:
@@ -15,6 +16,13 @@ docs/nvfp4-spec.md ("fusedQuantizeNv"), in brief, for each row and each 16-block
 Codes: magnitude index 0..7 for {0, .5, 1, 1.5, 2, 3, 4, 6}, sign in bit 3 taken from the sign
 bit of y * inv (as PTX ``cvt.rn.satfinite.e2m1x2.f32`` does: a negative value that rounds to zero
 gives code 0x8, i.e. -0). Element 2i goes in the low nibble of byte i, element 2i+1 in the high one.
+
+MXFP4 (OCP Microscaling Formats v1.0; docs/nvfp4-spec.md, "MXFP4"), per 32-block along K:
+
+    e     = clamp(floor(log2(amax)) - 2, -127, 127)   # 2 = emax of E2M1 (6 = 1.5 * 2**2)
+    X     = 2**e, stored as the E8M0 code e + 127 (uint8); amax == 0 gives code 0
+    q     = e2m1(y / X)                       # exact division by a power of two; RNE, saturating
+    x_hat = q * X                             # dequantize_mxfp4
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ from compressed_tensors.transform.utils.hadamard import deterministic_hadamard_m
 
 __all__ = [
     "BLOCK",
+    "FORMATS",
+    "MX_BLOCK",
+    "MX_HAD_SIZES",
+    "E2M1_EMAX",
     "E4M3_MAX",
     "E2M1_MAX",
     "HAD_SIZES",
@@ -34,6 +46,10 @@ __all__ = [
     "rotate",
     "quantize_nvfp4",
     "dequantize_nvfp4",
+    "quantize_mxfp4",
+    "dequantize_mxfp4",
+    "fake_quantize",
+    "scale_block",
     "to_blocked",
     "from_blocked",
     "swizzled_offset",
@@ -45,6 +61,12 @@ BLOCK = 16  # values per E4M3 scale
 E4M3_MAX = 448.0
 E2M1_MAX = 6.0
 HAD_SIZES = (16, 32, 64, 128)  # rotation sizes the kernels support
+FORMATS = ("nvfp4", "mxfp4")  # the 4-bit formats, the default first
+MX_BLOCK = 32  # values per E8M0 scale
+# A rotation of 16 would mix half a scale group: qutlass's MXFP4 quantizer and vLLM's MXFP4
+# benchmark offer none, so neither do we.
+MX_HAD_SIZES = (32, 64, 128)
+E2M1_EMAX = 2  # exponent of E2M1's largest value, 6 = 1.5 * 2**2
 
 # E2M1 rounding boundaries (midpoints between neighbouring grid values) and, per boundary, whether
 # a value exactly on it goes up. Round-to-nearest-even: the tie goes to the neighbour whose mantissa
@@ -67,7 +89,12 @@ def hadamard_matrix(had_size: int, dtype=torch.bfloat16, device=None) -> torch.T
     return deterministic_hadamard_matrix(had_size, dtype, **kwargs) * had_size**-0.5
 
 
-def _check_had_size(had_size) -> None:
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
+
+
+def _check_had_size(had_size, fmt: str = "nvfp4") -> None:
     if had_size in (None, 0):
         return
     if isinstance(had_size, bool) or not isinstance(had_size, int) or had_size not in HAD_SIZES:
@@ -75,26 +102,43 @@ def _check_had_size(had_size) -> None:
             f"had_size={had_size!r} is not supported: use None/0 (no rotation) or one of "
             f"{', '.join(map(str, HAD_SIZES))}"
         )
+    if fmt == "mxfp4" and had_size not in MX_HAD_SIZES:
+        raise ValueError(
+            f"had_size={had_size} is not an MXFP4 rotation: use None/0 or one of "
+            f"{', '.join(map(str, MX_HAD_SIZES))} (a rotation must cover whole 32-value groups)"
+        )
 
 
-def check_shape(K: int, had_size: int | None, *, swizzle: bool = False) -> None:
+def scale_block(fmt: str) -> int:
+    """Values per scale: 16 (NVFP4) or 32 (MXFP4)."""
+    _check_format(fmt)
+    return MX_BLOCK if fmt == "mxfp4" else BLOCK
+
+
+def check_shape(K: int, had_size: int | None, *, swizzle: bool = False, fmt: str = "nvfp4") -> None:
     """Raise a one-line ValueError naming the bad value when K / had_size can't be quantized.
 
-    K must be a positive multiple of 16 (one scale per 16), of had_size (rotation groups must not
-    cross rows) and, with `swizzle`, of 64 (the swizzled scale layout holds 4 scales per row chunk).
+    K must be a positive multiple of the scale block (16 for NVFP4, 32 for MXFP4), of had_size
+    (rotation groups must not cross rows) and, with `swizzle`, of 4 blocks (the swizzled scale
+    layout holds 4 scales per row chunk). MXFP4 takes had sizes 32, 64 and 128 only.
     """
-    _check_had_size(had_size)
+    block = scale_block(fmt)
+    _check_had_size(had_size, fmt)
     if isinstance(K, bool) or not isinstance(K, int) or K <= 0:
         raise ValueError(f"K={K!r} must be a positive integer")
-    if K % BLOCK:
-        raise ValueError(f"K={K} is not a multiple of {BLOCK} (one E4M3 scale per {BLOCK} values)")
+    if K % block:
+        kind = "E8M0" if fmt == "mxfp4" else "E4M3"
+        raise ValueError(
+            f"K={K} is not a multiple of {block} (one {kind} scale per {block} values)"
+        )
     if had_size and K % had_size:
         raise ValueError(
             f"K={K} is not a multiple of had_size={had_size} (rotation groups would cross rows)"
         )
-    if swizzle and K % 64:
+    if swizzle and K % (4 * block):
         raise ValueError(
-            f"K={K} is not a multiple of 64 (the swizzled scale layout needs K/16 % 4 == 0)"
+            f"K={K} is not a multiple of {4 * block} (the swizzled scale layout needs "
+            f"K/{block} % 4 == 0)"
         )
 
 
@@ -190,17 +234,74 @@ def dequantize_nvfp4(packed: torch.Tensor, scales: torch.Tensor, global_scale=1.
     Unpacking uses compressed-tensors' ``unpack_fp4_from_uint8``: low nibble first, sign bit 3,
     magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6} - the spec's order.
     """
+    q = _unpack_codes(packed, scales, BLOCK)
+    gs = _as_global_scale(global_scale, packed.device)
+    s = scales.float().reshape(q.shape[0], -1, 1)
+    return (q * s / gs).reshape(scales.shape[:-1] + (packed.shape[-1] * 2,))
+
+
+def _e8m0_codes(amax: torch.Tensor) -> torch.Tensor:
+    """The OCP MX shared exponent of blocks with this amax (fp32 >= 0), as E8M0 codes (uint8):
+    floor(log2(amax)) - 2 + 127, clamped to 0..254; frexp gives floor(log2) exactly, subnormals
+    included. amax == 0 gives code 0 (its codes are 0 whatever the scale)."""
+    _, exponent = torch.frexp(amax)  # amax = m * 2**exponent, m in [0.5, 1)
+    code = (exponent - 1 - E2M1_EMAX + 127).clamp(0, 254)
+    return torch.where(amax == 0, torch.zeros_like(code), code).to(torch.uint8)
+
+
+def _e8m0_values(codes: torch.Tensor) -> torch.Tensor:
+    """2**(code - 127) as float32 (2**-127 is an fp32 subnormal, exact)."""
+    return torch.ldexp(torch.ones(codes.shape, device=codes.device), codes.int() - 127)
+
+
+def quantize_mxfp4(
+    x: torch.Tensor, had_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate (had_size None/0, 32, 64 or 128) and quantize `x` (any float dtype, K last) to MXFP4.
+
+    Returns ``(packed uint8 [..., K/2], E8M0 scale codes uint8 [..., K/32])``: the scale of a code
+    c is 2**(c - 127) (``float8_e8m0fnu``'s bits, and what ``tl.dot_scaled`` takes for
+    ``"e2m1"`` with uint8 scales), linear, not padded or swizzled. Codes are packed as NVFP4's.
+    """
+    check_shape(x.shape[-1], had_size, fmt="mxfp4")
+    y = rotate(x, had_size)
+    lead, K = y.shape[:-1], y.shape[-1]
+    yb = y.reshape(*lead, K // MX_BLOCK, MX_BLOCK)
+    scales = _e8m0_codes(yb.abs().amax(dim=-1))
+    # Dividing by a power of two is exact: the codes are those of y's own bits.
+    codes = _e2m1_codes(yb / _e8m0_values(scales).unsqueeze(-1)).reshape(*lead, K)
+    return _pack_nibbles(codes), scales
+
+
+def _unpack_codes(packed: torch.Tensor, scales: torch.Tensor, block: int) -> torch.Tensor:
+    """E2M1 values float32 [rows, K/block, block] of packed codes [..., K/2], after checking that
+    `scales` [..., K/block] fits them."""
     lead, K = packed.shape[:-1], packed.shape[-1] * 2
-    if scales.shape[:-1] != lead or scales.shape[-1] * BLOCK != K:
+    if scales.shape[:-1] != lead or scales.shape[-1] * block != K:
         raise ValueError(
             f"scales shape {tuple(scales.shape)} does not match packed shape {tuple(packed.shape)} "
-            f"(expected {(*lead, K // BLOCK)})"
+            f"(expected {(*lead, K // block)})"
         )
     rows = math.prod(lead)
     q = unpack_fp4_from_uint8(packed.reshape(rows, K // 2), rows, K, dtype=torch.float32)
-    gs = _as_global_scale(global_scale, packed.device)
-    s = scales.float().reshape(rows, K // BLOCK, 1)
-    return (q.reshape(rows, K // BLOCK, BLOCK) * s / gs).reshape(*lead, K)
+    return q.reshape(rows, K // block, block)
+
+
+def dequantize_mxfp4(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """``q * 2**(c - 127)``, float32 [..., K], from packed codes [..., K/2] and E8M0 scale codes
+    [..., K/32] (uint8 or float8_e8m0fnu)."""
+    q = _unpack_codes(packed, scales, MX_BLOCK)
+    s = _e8m0_values(scales.view(torch.uint8).reshape(q.shape[0], -1, 1))
+    return (q * s).reshape(scales.shape[:-1] + (packed.shape[-1] * 2,))
+
+
+def fake_quantize(x: torch.Tensor, had_size: int | None, fmt: str) -> torch.Tensor:
+    """The rotated `x` quantized to `fmt` and dequantized again (float32): what the W4A4 GEMM
+    multiplies. NVFP4 with global scale 1, as vLLM's benchmark."""
+    _check_format(fmt)
+    if fmt == "mxfp4":
+        return dequantize_mxfp4(*quantize_mxfp4(x, had_size or None))
+    return dequantize_nvfp4(*quantize_nvfp4(x, had_size or None, 1.0))
 
 
 def _blocked_dims(rows: int, cols: int) -> tuple[int, int]:

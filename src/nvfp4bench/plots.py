@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import io  # noqa: E402
-from .providers import baseline_name  # noqa: E402
+from .providers import PROVIDERS, baseline_name  # noqa: E402
 
 # Wrap text under a figure to this many characters: readable where the report shows the figure
 # about 900 pixels wide (a 1280-pixel screen less the report's sidebar).
@@ -42,6 +42,13 @@ def shape_label(users: str, N: int, K: int) -> str:
     """How a shape is named in figures and the report: its layers, then N x K."""
     layers = short_users(users)
     return f"{layers} ({N}×{K})" if layers else f"{N}×{K}"
+
+
+def with_format(bench: pd.DataFrame) -> pd.DataFrame:
+    """`format`: each row's provider's 4-bit format from the registry (empty for the baseline
+    and for providers the registry does not know)."""
+    formats = {name: provider.format or "" for name, provider in PROVIDERS.items()}
+    return bench.assign(format=bench["provider"].map(formats).fillna(""))
 
 
 def _per_panel(bench: pd.DataFrame, had_sizes: list[int]) -> pd.DataFrame:
@@ -107,9 +114,9 @@ def _log2_batch_axis(ax) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def throughput_figure(bench: pd.DataFrame, users: str):
-    """TFLOP/s against M: one panel per Hadamard size that a timed provider depends on, or one
-    panel when no timed provider depends on it."""
+def throughput_figure(bench: pd.DataFrame, users: str, fmt: str = "nvfp4"):
+    """TFLOP/s against M of the baseline and the providers of format `fmt`: one panel per
+    Hadamard size that a timed provider depends on, or one panel when none depends on it."""
     N, K = int(bench["N"].iloc[0]), int(bench["K"].iloc[0])
     ok_rows = bench[bench["status"] == "ok"]
     had_sizes = sorted(int(h) for h in ok_rows["had_size"].dropna().unique()) or [0]
@@ -143,7 +150,7 @@ def throughput_figure(bench: pd.DataFrame, users: str):
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         axes[0][-1].legend(handles, labels, loc="best", fontsize=8)
-    title = f"BF16 vs NVFP4 GEMMs, N={N} K={K}"
+    title = f"BF16 vs {fmt.upper()} GEMMs, N={N} K={K}"
     layers = textwrap.wrap(short_users(users, limit=8), 100)
     heading = "\n".join([title, *layers, timing_label(bench)]).strip()
     fig.suptitle(heading, fontsize=10)
@@ -154,11 +161,17 @@ def throughput_figure(bench: pd.DataFrame, users: str):
 
 
 def accuracy_figure(accuracy: pd.DataFrame, users: str):
+    """Relative errors against had size; one line per distribution, and per format where the
+    table has several (side by side: rotation helps the formats differently)."""
     ok = accuracy[accuracy["status"] == "ok"].copy()
     ok["rotation"] = ok["had_size"].map(lambda h: "none" if h == 0 else str(int(h)))
     order = ["none"] + [str(int(h)) for h in sorted(ok["had_size"].unique()) if h != 0]
+    formats = list(dict.fromkeys(accuracy["format"]))
+    ok["series"] = (
+        ok["distribution"] if len(formats) == 1 else ok["format"] + ", " + ok["distribution"]
+    )
     long = ok.melt(
-        id_vars=["rotation", "distribution"],
+        id_vars=["rotation", "series"],
         value_vars=["err_output", "err_activation", "err_weight"],
         var_name="error",
         value_name="relative error",
@@ -167,7 +180,7 @@ def accuracy_figure(accuracy: pd.DataFrame, users: str):
         data=long,
         x="rotation",
         y="relative error",
-        hue="distribution",
+        hue="series",
         col="error",
         kind="point",
         order=order,
@@ -178,7 +191,8 @@ def accuracy_figure(accuracy: pd.DataFrame, users: str):
     grid.set_titles("{col_name}")
     grid.set_xlabels("Hadamard size")
     N, K = int(accuracy["N"].iloc[0]), int(accuracy["K"].iloc[0])
-    title = f"NVFP4 W4A4 relative error, N={N} K={K}\n{short_users(users, limit=8)}"
+    names = " and ".join(fmt.upper() for fmt in formats)
+    title = f"{names} W4A4 relative error, N={N} K={K}\n{short_users(users, limit=8)}"
     grid.figure.suptitle(title, fontsize=10, y=1.08)
     return grid.figure
 
@@ -194,18 +208,19 @@ def speed_vs_error_figure(bench: pd.DataFrame, accuracy: pd.DataFrame, users: st
     if points.empty:
         errors = accuracy[accuracy["status"] == "ok"].copy()
         errors["Hadamard size"] = errors["had_size"].map(lambda h: f"{h:g}" if h else "none")
+        errors["series"] = errors["format"] + ", " + errors["distribution"]
         sns.stripplot(
             data=errors,
             x="err_output",
             y="Hadamard size",
-            hue="distribution",
+            hue="series",
             size=7,
             jitter=False,
             ax=ax,
         )
         ax.set_title(
             f"Output error per Hadamard size, N={N} K={K}\n{short_users(users)}\n"
-            f"No NVFP4 provider was timed on this device, so there is no speed to set against it",
+            f"No 4-bit provider was timed on this device, so there is no speed to set against it",
             fontsize=9,
         )
         return fig
@@ -243,14 +258,16 @@ def with_speedup(bench: pd.DataFrame) -> pd.DataFrame:
 
 
 def speed_error_points(bench: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
-    timed = with_speedup(bench)
+    """Each timed had-dependent row at the largest M with its format's error at its had size."""
+    timed = with_format(with_speedup(bench))
     timed = timed[(timed["status"] == "ok") & timed["had_size"].notna()]
     timed = timed[timed["speedup_vs_bf16"].notna() & (timed["timing"] != COLD_L2)]
     if timed.empty:
         return pd.DataFrame()
     largest = timed[timed["M"] == timed["M"].max()]
-    errors = accuracy[accuracy["status"] == "ok"][["had_size", "distribution", "err_output"]]
-    return largest.astype({"had_size": int}).merge(errors, on="had_size")
+    columns = ["format", "had_size", "distribution", "err_output"]
+    errors = accuracy[accuracy["status"] == "ok"][columns]
+    return largest.astype({"had_size": int}).merge(errors, on=["format", "had_size"])
 
 
 def _write_figures(*figures_and_paths) -> None:
@@ -259,23 +276,30 @@ def _write_figures(*figures_and_paths) -> None:
         plt.close(figure)
 
 
-def shape_outputs(
-    bench_tsv: str,
-    accuracy_tsv: str,
-    shapes_tsv: str,
-    *,
-    pickle_path: str,
-    throughput_png: str,
-    accuracy_png: str,
-    speed_vs_error_png: str,
+def _read_all(paths, read) -> pd.DataFrame:
+    return pd.concat([read(p) for p in paths], ignore_index=True)
+
+
+def throughput_outputs(
+    bench_tsvs, fmt: str, shapes_tsv: str, *, pickle_path: str, throughput_png: str
 ) -> None:
-    """One shape's figures and the pickle of its rows (named by its layers)."""
-    bench = io.read_bench(bench_tsv)
-    accuracy = io.read_tsv(accuracy_tsv)
+    """One shape's throughput figure of format `fmt` (and the baseline) and the pickle of those
+    rows (named by its layers)."""
+    bench = with_format(_read_all(bench_tsvs, io.read_bench))
+    bench = bench[bench["format"].isin(["", fmt])].drop(columns="format")
     users = shape_users(io.read_tsv(shapes_tsv), int(bench["N"].iloc[0]), int(bench["K"].iloc[0]))
     io.write_pickle(bench.assign(users=users), pickle_path)
+    _write_figures((throughput_figure(bench, users, fmt), throughput_png))
+
+
+def shape_outputs(
+    bench_tsvs, accuracy_tsvs, shapes_tsv: str, *, accuracy_png: str, speed_vs_error_png: str
+) -> None:
+    """One shape's error figure and speed against error, every format together."""
+    bench = _read_all(bench_tsvs, io.read_bench)
+    accuracy = _read_all(accuracy_tsvs, io.read_tsv)
+    users = shape_users(io.read_tsv(shapes_tsv), int(bench["N"].iloc[0]), int(bench["K"].iloc[0]))
     _write_figures(
-        (throughput_figure(bench, users), throughput_png),
         (accuracy_figure(accuracy, users), accuracy_png),
         (speed_vs_error_figure(bench, accuracy, users), speed_vs_error_png),
     )
@@ -284,21 +308,23 @@ def shape_outputs(
 def summary_table(
     bench: pd.DataFrame, accuracy: pd.DataFrame, shapes: pd.DataFrame
 ) -> pd.DataFrame:
-    """All rows, with speedup over BF16 and each had size's output error per distribution; where
-    rows were timed both warm and cold (timing method both), `cold_over_warm`: the cold-L2 median
-    time over the warm-L2 one of the same row, on both."""
-    table = with_speedup(bench).merge(shapes[["N", "K", "users"]], on=["N", "K"], how="left")
+    """All rows, with their format, speedup over BF16 and their format's output error at their had
+    size per distribution; where rows were timed both warm and cold (timing method both),
+    `cold_over_warm`: the cold-L2 median time over the warm-L2 one of the same row, on both."""
+    table = with_format(with_speedup(bench))
+    table = table.merge(shapes[["N", "K", "users"]], on=["N", "K"], how="left")
     if (table["timing"] == COLD_L2).any():
         table = table.merge(_cold_over_warm(table), on=ROW_KEY, how="left")
     ok = accuracy[accuracy["status"] == "ok"]
+    index = ["N", "K", "format", "had_size"]
     errors = (
-        ok.pivot_table(index=["N", "K", "had_size"], columns="distribution", values="err_output")
+        ok.pivot_table(index=index, columns="distribution", values="err_output")
         .add_prefix("err_output_")
         .reset_index()
     )
     errors.columns.name = None
     errors["had_size"] = errors["had_size"].astype("Int64")
-    return table.merge(errors, on=["N", "K", "had_size"], how="left")
+    return table.merge(errors, on=index, how="left")
 
 
 def _cold_over_warm(table: pd.DataFrame) -> pd.DataFrame:
@@ -428,8 +454,8 @@ def summary_outputs(
     bench_tsvs, accuracy_tsvs, shapes_tsv, *, summary_tsv: str, heatmap_png: str, overview_png: str
 ) -> pd.DataFrame:
     """Every shape's rows side by side, the speedup heatmap and the overview figure."""
-    bench = pd.concat([io.read_bench(p) for p in bench_tsvs], ignore_index=True)
-    accuracy = pd.concat([io.read_tsv(p) for p in accuracy_tsvs], ignore_index=True)
+    bench = _read_all(bench_tsvs, io.read_bench)
+    accuracy = _read_all(accuracy_tsvs, io.read_tsv)
     summary = summary_table(bench, accuracy, io.read_tsv(shapes_tsv))
     io.write_tsv(summary, summary_tsv)
     _write_figures((heatmap_figure(summary), heatmap_png), (overview_figure(summary), overview_png))
@@ -487,8 +513,8 @@ def forward_pass_outputs(
 ) -> pd.DataFrame:
     from .forward import forward_pass_times
 
-    shapes = pd.concat([io.read_tsv(p) for p in shapes_tsvs], ignore_index=True)
-    bench = pd.concat([io.read_bench(p) for p in bench_tsvs], ignore_index=True)
+    shapes = _read_all(shapes_tsvs, io.read_tsv)
+    bench = _read_all(bench_tsvs, io.read_bench)
     table = forward_pass_times(shapes, bench)
     io.write_tsv(table, table_tsv)
     figure = forward_pass_figure(table, model)

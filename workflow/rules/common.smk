@@ -29,8 +29,13 @@ for _model, _tp, _reason in SKIPPED_TP:
 DEVICE = config["device"] if config["device"] != "auto" else resolve_device("auto").type
 RESULTS = f"results/{device_label(config['device'], config['device_label'])}"
 MODEL_BY_KEY = {cfg.model_key(model): model for model in config["models"]}
-BENCH_PARAMS = cfg.bench_params(config, DEVICE)
-ACCURACY_PARAMS = cfg.accuracy_params(config)
+# Each format's bench and accuracy jobs are their own (the format in the path), so adding a
+# format runs only its jobs. NVFP4's keep the paths they had before formats existed.
+FORMATS = config["formats"]
+DEFAULT_FORMAT = "nvfp4"
+BASELINE_FORMAT = cfg.baseline_format(config)
+BENCH_PARAMS = {fmt: cfg.bench_params(config, DEVICE, fmt) for fmt in FORMATS}
+ACCURACY_PARAMS = {fmt: cfg.accuracy_params(config, fmt) for fmt in FORMATS}
 GPU_JOB = 1 if DEVICE == "cuda" else 0
 # Accuracy tables are numerics: on the CPU unless asked for, then holding a GPU like a bench job.
 ACCURACY_DEVICE = (
@@ -43,6 +48,7 @@ wildcard_constraints:
     N=r"\d+",
     K=r"\d+",
     tp=r"\d+",
+    format="nvfp4|mxfp4",
 
 
 def shapes_tsv(model, tp):
@@ -75,10 +81,33 @@ def unique_shapes(wildcards):
 
 
 def per_shape(pattern):
+    """Targets of a per-shape pattern, or of a list of them (one per format), for every shape."""
+    patterns = [pattern] if isinstance(pattern, str) else pattern
+
     def targets(wildcards):
-        return [pattern.format(N=n, K=k) for n, k in unique_shapes(wildcards)]
+        return [
+            p.format(N=n, K=k) for n, k in unique_shapes(wildcards) for p in patterns
+        ]
 
     return targets
+
+
+def job_format(wildcards):
+    """The format of a bench or accuracy job: its path's, NVFP4 where the path has none."""
+    return getattr(wildcards, "format", DEFAULT_FORMAT)
+
+
+def in_format(path, fmt):
+    """Where format `fmt`'s copy of a per-shape result lives: NVFP4's where it always was,
+    another format's in a folder of its own name beside it."""
+    if fmt == DEFAULT_FORMAT:
+        return path
+    folder, name = os.path.split(path)
+    return os.path.join(folder, fmt, name)
+
+
+def every_format(path):
+    return [in_format(path, fmt) for fmt in FORMATS]
 
 
 def in_results(path):
@@ -89,8 +118,8 @@ def in_results(path):
 BENCH_TSV = in_results("bench/n{N}_k{K}.tsv")
 BENCH_ENV = in_results("bench/n{N}_k{K}.env.json")
 ACCURACY_TSV = in_results("accuracy/n{N}_k{K}.tsv")
-SHAPE_PLOT = in_results("plots/bench_nvfp4_res_n{N}_k{K}.png")
-SHAPE_PICKLE = in_results("plots/bench_nvfp4_res_n{N}_k{K}.pkl")
+SHAPE_PLOT = in_results("plots/bench_{format}_res_n{N}_k{K}.png")
+SHAPE_PICKLE = in_results("plots/bench_{format}_res_n{N}_k{K}.pkl")
 ACCURACY_PLOT = in_results("plots/accuracy_n{N}_k{K}.png")
 SPEED_ERROR_PLOT = in_results("plots/speed_vs_error_n{N}_k{K}.png")
 SUMMARY_TSV = in_results("summary.tsv")
@@ -105,7 +134,12 @@ RUN_DESCRIPTION = in_results("report/workflow.rst")
 
 
 def all_targets(wildcards):
-    per_shape_outputs = [SHAPE_PLOT, SHAPE_PICKLE, ACCURACY_PLOT, SPEED_ERROR_PLOT]
+    per_format = [
+        p.replace("{format}", fmt)
+        for p in (SHAPE_PLOT, SHAPE_PICKLE)
+        for fmt in FORMATS
+    ]
+    per_shape_outputs = [*per_format, ACCURACY_PLOT, SPEED_ERROR_PLOT]
     targets = [
         SUMMARY_TSV,
         SUMMARY_TABLE,
@@ -134,11 +168,35 @@ def model_id(wildcards):
     return MODEL_BY_KEY[wildcards.model]
 
 
+def bench_settings(wildcards):
+    return BENCH_PARAMS[job_format(wildcards)]
+
+
+def accuracy_settings(wildcards):
+    return ACCURACY_PARAMS[job_format(wildcards)]
+
+
+def throughput_inputs(wildcards):
+    """A format's bench table of the shape, and the one with the baseline's rows."""
+    return [
+        in_format(BENCH_TSV, fmt).format(N=wildcards.N, K=wildcards.K)
+        for fmt in dict.fromkeys([wildcards.format, BASELINE_FORMAT])
+    ]
+
+
+def throughput_subcategory(wildcards):
+    """The report's sidebar entry of a throughput figure: one per format where there are two."""
+    return (
+        "Throughput" if len(FORMATS) == 1 else f"Throughput, {wildcards.format.upper()}"
+    )
+
+
 def bench_runtime_minutes(wildcards):
     """SLURM time limit of one bench job: grows with the rows it times and the shape's size."""
+    settings = bench_settings(wildcards)
     rows = (
-        len(BENCH_PARAMS["batch_sizes"])
-        * len(config["providers"])
+        len(settings["batch_sizes"])
+        * len(settings["providers"])
         * len(config["had_sizes"])
     )
     work = int(wildcards.N) * int(wildcards.K) / 2**26  # 1 for an 8192 x 8192 layer

@@ -1,17 +1,30 @@
-rule plot_shape:
+rule plot_throughput:
     input:
-        bench=BENCH_TSV,
-        accuracy=ACCURACY_TSV,
+        bench=throughput_inputs,
         shapes="results/shapes/unique.tsv",
     output:
         plot=report(
             SHAPE_PLOT,
             caption="../report/shape.rst",
             category="Per shape",
-            subcategory="Throughput",
+            subcategory=throughput_subcategory,
             labels=shape_labels,
         ),
         pickle=SHAPE_PICKLE,
+    log:
+        in_results("logs/plots/{format}_n{N}_k{K}.log"),
+    conda:
+        "../../envs/nvfp4bench.yaml"
+    script:
+        "../../scripts/plot_throughput.py"
+
+
+rule plot_shape:
+    input:
+        bench=every_format(BENCH_TSV),
+        accuracy=every_format(ACCURACY_TSV),
+        shapes="results/shapes/unique.tsv",
+    output:
         accuracy=report(
             ACCURACY_PLOT,
             caption="../report/accuracy.rst",
@@ -36,8 +49,8 @@ rule plot_shape:
 
 rule summary:
     input:
-        bench=per_shape(BENCH_TSV),
-        accuracy=per_shape(ACCURACY_TSV),
+        bench=per_shape(every_format(BENCH_TSV)),
+        accuracy=per_shape(every_format(ACCURACY_TSV)),
         shapes="results/shapes/unique.tsv",
     output:
         summary=SUMMARY_TSV,
@@ -70,7 +83,7 @@ rule summary:
 rule forward_pass:
     input:
         shapes=model_shape_tsvs,
-        bench=per_shape(BENCH_TSV),
+        bench=per_shape(every_format(BENCH_TSV)),
     output:
         table=FORWARD_TSV,
         page=report(

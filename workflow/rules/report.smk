@@ -1,7 +1,7 @@
 rule describe_run:
     input:
-        envs=per_shape(BENCH_ENV),
-        bench=per_shape(BENCH_TSV),
+        envs=per_shape(every_format(BENCH_ENV)),
+        bench=per_shape(every_format(BENCH_TSV)),
         shapes="results/shapes/unique.tsv",
         skipped="results/shapes/skipped_tp.tsv",
     output:
@@ -13,6 +13,6 @@ rule describe_run:
     params:
         models=config["models"],
         tp_sizes=config["tp_sizes"],
-        providers=config["providers"],
+        providers=[name for fmt in FORMATS for name in BENCH_PARAMS[fmt]["providers"]],
     script:
         "../../scripts/describe_run.py"

@@ -12,10 +12,26 @@ import os
 
 import torch
 
-from . import cuda_nvfp4, torch_bf16, torch_nvfp4, triton_nvfp4, vllm_cutlass
+from . import (
+    cuda_nvfp4,
+    torch_bf16,
+    torch_nvfp4,
+    triton_mxfp4,
+    triton_nvfp4,
+    vllm_cutlass,
+    vllm_qutlass_mxfp4,
+)
 from .base import Prepared, Provider
 
-_FAMILIES = [torch_bf16, vllm_cutlass, torch_nvfp4, triton_nvfp4, cuda_nvfp4]
+_FAMILIES = [
+    torch_bf16,
+    vllm_cutlass,
+    torch_nvfp4,
+    triton_nvfp4,
+    cuda_nvfp4,
+    vllm_qutlass_mxfp4,
+    triton_mxfp4,
+]
 
 
 def _load() -> dict[str, Provider]:

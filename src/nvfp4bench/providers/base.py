@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import torch
 
 # The GEMM does not depend on the Hadamard size; the noquant providers quantize their inputs with
-# this one (any valid size gives the same kernel work).
+# this one (any valid size gives the same kernel work): the smallest of each format.
 NOQUANT_HAD_SIZE = 16
+MX_NOQUANT_HAD_SIZE = 32
 
 # The reference of a prepared call: float64 expected output at the given rows (of M) and columns
 # (of N). Sampled, because a float64 product of a whole 32768 x 57344 x 8192 GEMM takes minutes.
@@ -57,20 +58,24 @@ class Provider:
     # earlier providers time: (the GPU's compute capability) -> independent picklable jobs. A job
     # that fails is ignored: the provider then does that work itself, as without prebuild.
     prebuild: Callable[[tuple[int, int]], list[Callable[[], object]]] | None = None
+    # The 4-bit format it computes (numerics.FORMATS), None for the baseline: the config's
+    # `formats` picks the providers that run, and each format's rows go to their own bench job.
+    format: str | None = "nvfp4"
 
 
-def nvfp4_pair(
+def fp4_pair(
     name: str,
     *,
+    format: str,  # noqa: A002 (the Provider field's name)
     description: str,
     noquant_description: str,
     unavailable_reason: Callable[[torch.device], str | None],
     make_prepare: Callable[[bool], Callable[[torch.Tensor, torch.Tensor, int | None], Prepared]],
     prebuild: Callable[[tuple[int, int]], list[Callable[[], object]]] | None = None,
 ) -> list[Provider]:
-    """The two providers of one NVFP4 implementation: `name` rotates and quantizes the activation
-    inside the timed call, then runs the GEMM (timed per Hadamard size); `name`-noquant times the
-    GEMM alone on an activation quantized beforehand (once per batch size).
+    """The two providers of one NVFP4 or MXFP4 implementation: `name` rotates and quantizes the
+    activation inside the timed call, then runs the GEMM (timed per Hadamard size); `name`-noquant
+    times the GEMM alone on an activation quantized beforehand (once per batch size).
     ``make_prepare(quantize_activation)`` builds each one's ``prepare``."""
     return [
         Provider(
@@ -80,6 +85,7 @@ def nvfp4_pair(
             unavailable_reason=unavailable_reason,
             prepare=make_prepare(True),
             prebuild=prebuild,
+            format=format,
         ),
         Provider(
             name=f"{name}-noquant",
@@ -88,6 +94,7 @@ def nvfp4_pair(
             unavailable_reason=unavailable_reason,
             prepare=make_prepare(False),
             prebuild=prebuild,
+            format=format,
         ),
     ]
 
@@ -112,25 +119,28 @@ def nvfp4_prepared(
         def run():
             return gemm(*prequantized)
 
-    reference = nvfp4_product_reference(*operands, 1.0)
+    reference = fp4_product_reference(*operands, 1.0)
     # Exact up to fp32 accumulation order and the bf16 output rounding.
     return Prepared(run=run, reference=reference, tolerance=1e-2, kernel=kernel)
 
 
-def nvfp4_product_reference(
+def fp4_product_reference(
     a_packed: torch.Tensor,
     a_scales: torch.Tensor,
     b_packed: torch.Tensor,
     b_scales: torch.Tensor,
     alpha: float,
+    fmt: str = "nvfp4",
 ) -> Reference:
-    """float64 alpha * A_dq[rows] @ B_dq[cols]^T of an NVFP4 provider's own quantized operands
-    (linear scales, one row per operand row, K/16 columns)."""
-    from ..numerics import dequantize_nvfp4
+    """float64 alpha * A_dq[rows] @ B_dq[cols]^T of an NVFP4 (MXFP4) provider's own quantized
+    operands (linear scales, one row per operand row, K/16 (K/32) columns)."""
+    from ..numerics import dequantize_mxfp4, dequantize_nvfp4
+
+    dequantize = dequantize_mxfp4 if fmt == "mxfp4" else dequantize_nvfp4
 
     def reference(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        a_dq = dequantize_nvfp4(a_packed[rows], a_scales[rows]).double()
-        b_dq = dequantize_nvfp4(b_packed[cols], b_scales[cols]).double()
+        a_dq = dequantize(a_packed[rows], a_scales[rows]).double()
+        b_dq = dequantize(b_packed[cols], b_scales[cols]).double()
         return a_dq @ b_dq.T * alpha
 
     return reference

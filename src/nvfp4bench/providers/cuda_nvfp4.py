@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_prepared
+from .base import NOQUANT_HAD_SIZE, Prepared, fp4_pair, nvfp4_prepared
 from .requirements import first_reason, loads, needs_cuda_capability
 
 # Batch sizes where each GEMM is tuned (benchmarks/NOTES.md, H100): the CUDA kernel up to 512
@@ -136,8 +136,9 @@ def _make_prepare(quantize_activation: bool):
     return prepare
 
 
-PROVIDERS = nvfp4_pair(
+PROVIDERS = fp4_pair(
     "nvfp4-cuda",
+    format="nvfp4",
     description="CUDA (NVRTC) Hadamard + NVFP4 quantize, then a Marlin-style W4A4 GEMM "
     "(mma.sync or wgmma, fp16); Triton GEMM where faster (M > 64)",
     noquant_description="CUDA (NVRTC) W4A4 GEMM on a pre-quantized activation (had 16 when unset)",

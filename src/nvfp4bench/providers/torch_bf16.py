@@ -23,5 +23,6 @@ PROVIDERS = [
         unavailable_reason=lambda device: None,
         prepare=_prepare,
         baseline=True,
+        format=None,
     )
 ]

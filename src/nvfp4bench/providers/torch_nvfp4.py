@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .base import NOQUANT_HAD_SIZE, Prepared, fp4_pair, fp4_product_reference
 from .requirements import needs_cuda_capability, one_line
 
 # cuBLAS's block-scaled FP4 GEMM came with CUDA 12.8.
@@ -91,7 +91,7 @@ def _make_prepare(quantize_activation: bool):
             def run():
                 return gemm(a_packed, a_blocked)
 
-        reference = nvfp4_product_reference(a_packed, a_scales, b_packed, b_scales, 1.0)
+        reference = fp4_product_reference(a_packed, a_scales, b_packed, b_scales, 1.0)
         # cuBLAS accumulates in fp32 and rounds to bf16 once.
         return Prepared(
             run=run, reference=reference, tolerance=1e-2, kernel="torch._scaled_mm (cuBLAS)"
@@ -100,8 +100,9 @@ def _make_prepare(quantize_activation: bool):
     return prepare
 
 
-PROVIDERS = nvfp4_pair(
+PROVIDERS = fp4_pair(
     "torch-nvfp4",
+    format="nvfp4",
     description="Triton Hadamard + NVFP4 quantize, then torch._scaled_mm NVFP4 (cuBLAS)",
     noquant_description="torch._scaled_mm NVFP4 (cuBLAS) on a pre-quantized activation",
     unavailable_reason=_unavailable_reason,

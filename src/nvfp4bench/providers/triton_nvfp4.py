@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from . import requirements
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_prepared
+from .base import NOQUANT_HAD_SIZE, Prepared, fp4_pair, nvfp4_prepared
 from .requirements import first_reason, loads, needs_cuda_capability
 
 # Blackwell data-center GPUs: the compute capability whose block-scaled tensor-core MMA Triton's
@@ -115,8 +115,9 @@ def _make_prepare(quantize_activation: bool):
     return prepare
 
 
-PROVIDERS = nvfp4_pair(
+PROVIDERS = fp4_pair(
     "nvfp4-triton",
+    format="nvfp4",
     description="Triton fused Hadamard + NVFP4 quantize, then Triton W4A4 GEMM (fp16 MMA, or "
     "tl.dot_scaled on compute capability 10.x)",
     noquant_description="Triton W4A4 GEMM (fp16 MMA, or tl.dot_scaled on compute capability "

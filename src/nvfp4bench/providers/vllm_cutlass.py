@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from . import requirements
-from .base import NOQUANT_HAD_SIZE, Prepared, nvfp4_pair, nvfp4_product_reference
+from .base import NOQUANT_HAD_SIZE, Prepared, fp4_pair, fp4_product_reference
 
 # The registered ops behind the calls below, by torch.ops namespace. vLLM's _C has the GEMM and
 # its capability query; qutlass's ops are in _qutlass_C, which vLLM loads only if it was built
@@ -96,7 +96,7 @@ def _make_prepare(quantize_activation: bool):
                 return gemm(a_packed, a_blocked)
 
         # fusedQuantizeNv pads its scales to 128 rows x a multiple of 4 columns.
-        reference = nvfp4_product_reference(
+        reference = fp4_product_reference(
             a_packed, a_scales[:M, : K // 16], b_packed, b_scales[:N, : K // 16], float(alpha)
         )
         # qutlass asserts bit equality with bf16(a_dq @ b_dq^T); allow bf16 output rounding only.
@@ -105,8 +105,9 @@ def _make_prepare(quantize_activation: bool):
     return prepare
 
 
-PROVIDERS = nvfp4_pair(
+PROVIDERS = fp4_pair(
     "nvfp4",
+    format="nvfp4",
     description="qutlass fusedQuantizeNv (Hadamard + NVFP4 quantize) + CUTLASS FP4 GEMM, vLLM",
     noquant_description="CUTLASS FP4 GEMM on a pre-quantized activation, vLLM",
     unavailable_reason=_unavailable_reason,

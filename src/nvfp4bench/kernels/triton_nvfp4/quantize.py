@@ -1,11 +1,13 @@
-"""The fused rotate + quantize kernel: bf16 x [M, K] to NVFP4 in one pass.
+"""The fused rotate + quantize kernel: bf16 x [M, K] to NVFP4 or MXFP4 in one pass.
 
 Each consecutive group of r = had_size elements is rotated by the bf16 Hadamard matrix
-(``tl.dot``, fp32 accumulation), then per 16 values: amax, the E4M3 scale (RNE, saturating;
-computed with integer bit operations so that the Triton interpreter rounds exactly like the GPU),
-E2M1 codes by RNE against the scale as stored (``rounded_scale=True`` of the reference), packed two
-per byte (element 2i in the low nibble). Writes linear E4M3 scales [M, K/16], the swizzled
-(cuBLAS / CUTLASS block-scaling) layout, or both.
+(``tl.dot``, fp32 accumulation), then per scale block: amax and the scale, E2M1 codes by RNE
+against the scale as stored, packed two per byte (element 2i in the low nibble). NVFP4: per 16
+values an E4M3 scale (RNE, saturating; computed with integer bit operations so that the Triton
+interpreter rounds exactly like the GPU; ``rounded_scale=True`` of the reference). MXFP4: per 32
+values the E8M0 code of the OCP MX rule, read off amax's exponent bits, so that dividing by it is
+exact (``numerics.quantize_mxfp4``). Writes linear scales [M, K/block], the swizzled (cuBLAS /
+CUTLASS block-scaling) layout, or both.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import torch
 import triton
 import triton.language as tl
 
-from ...numerics import BLOCK, check_shape, hadamard_matrix
+from ...numerics import E2M1_EMAX, check_shape, hadamard_matrix, scale_block
 from ..tuning import process_cache
 from .codec import INTERPRET, e2m1_encode, e4m3_encode, swizzled_offset
+
+EMAX = tl.constexpr(E2M1_EMAX)
 
 
 @triton.jit
@@ -25,8 +29,10 @@ def _quantize_kernel(
     n_groups, groups_per_row, sw_col_blocks,
     R: tl.constexpr, BLOCK_G: tl.constexpr, ROTATE: tl.constexpr,
     WRITE_LINEAR: tl.constexpr, WRITE_SWIZZLED: tl.constexpr, DOT_F32: tl.constexpr,
+    MX: tl.constexpr, SB: tl.constexpr,
 ):  # fmt: skip
-    """x viewed as [n_groups, R] (contiguous rows of R elements): y = x @ H per row, then NVFP4.
+    """x viewed as [n_groups, R] (contiguous rows of R elements): y = x @ H per row, then NVFP4
+    (MX false, SB = 16) or MXFP4 (MX true, SB = 32).
 
     Grid-stride over tiles of BLOCK_G groups so that H is loaded once per program."""
     pid = tl.program_id(0)
@@ -49,25 +55,30 @@ def _quantize_kernel(
                 y = tl.dot(x, h, out_dtype=tl.float32)
         else:
             y = x.to(tl.float32)
-        y3 = tl.reshape(y, (BLOCK_G, R // 16, 16))
+        y3 = tl.reshape(y, (BLOCK_G, R // SB, SB))
         amax = tl.max(tl.abs(y3), axis=2)
-        sf = tl.math.div_rn(gs * amax, 6.0)
-        s_code, s_val = e4m3_encode(sf)
-        zero = s_val == 0.0
-        inv = tl.math.div_rn(1.0, tl.math.div_rn(tl.where(zero, 1.0, s_val), gs))
-        inv = tl.where(zero, 0.0, inv)
+        if MX:
+            # floor(log2(amax)) is amax's biased exponent field less 127; the code adds 127 back.
+            s_code = tl.maximum(((amax.to(tl.int32, bitcast=True) >> 23) & 0xFF) - EMAX, 0)
+            inv = ((254 - s_code) << 23).to(tl.float32, bitcast=True)  # 2**(127 - code), exact
+        else:
+            sf = tl.math.div_rn(gs * amax, 6.0)
+            s_code, s_val = e4m3_encode(sf)
+            zero = s_val == 0.0
+            inv = tl.math.div_rn(1.0, tl.math.div_rn(tl.where(zero, 1.0, s_val), gs))
+            inv = tl.where(zero, 0.0, inv)
         codes = e2m1_encode(y3 * inv[:, :, None])
         lo, hi = tl.split(tl.reshape(codes, (BLOCK_G, R // 2, 2)))
         packed = (lo | (hi << 4)).to(tl.uint8)
         offs_b = tl.arange(0, R // 2)
         tl.store(q_ptr + g64[:, None] * (R // 2) + offs_b[None, :], packed, mask=gmask[:, None])
-        offs_s = tl.arange(0, R // 16)
+        offs_s = tl.arange(0, R // SB)
         s_u8 = s_code.to(tl.uint8)
         if WRITE_LINEAR:
-            tl.store(s_ptr + g64[:, None] * (R // 16) + offs_s[None, :], s_u8, mask=gmask[:, None])
+            tl.store(s_ptr + g64[:, None] * (R // SB) + offs_s[None, :], s_u8, mask=gmask[:, None])
         if WRITE_SWIZZLED:
             row = (g64 // groups_per_row)[:, None]
-            col = (g64 % groups_per_row)[:, None] * (R // 16) + offs_s[None, :]
+            col = (g64 % groups_per_row)[:, None] * (R // SB) + offs_s[None, :]
             off = swizzled_offset(row, col, sw_col_blocks)
             tl.store(sw_ptr + off, s_u8, mask=gmask[:, None])
 
@@ -87,9 +98,9 @@ def _num_sms(device: torch.device) -> int:
     return 4
 
 
-def swizzled_shape(rows: int, k: int) -> tuple[int, int]:
-    """[ceil(rows/128)*128, ceil(K/16/4)*4]: the padded swizzled scale tensor."""
-    return -(-rows // 128) * 128, -(-(k // 16) // 4) * 4
+def swizzled_shape(rows: int, k: int, block: int = 16) -> tuple[int, int]:
+    """[ceil(rows/128)*128, ceil(K/block/4)*4]: the padded swizzled scale tensor."""
+    return -(-rows // 128) * 128, -(-(k // block) // 4) * 4
 
 
 def quantize_nvfp4(
@@ -97,6 +108,7 @@ def quantize_nvfp4(
     had_size: int | None,
     global_scale: torch.Tensor | float = 1.0,
     *,
+    fmt: str = "nvfp4",
     linear: bool = True,
     swizzled: bool = False,
     out: tuple | None = None,
@@ -112,12 +124,16 @@ def quantize_nvfp4(
     (``swizzled=True`` only), or a (linear, swizzled) pair (both). `global_scale`: float or fp32
     tensor of one element (stays on the device: no sync). `out`: preallocated outputs in the same
     structure. Swizzle padding is not written (as qutlass): zero it yourself if it matters.
+    ``fmt="mxfp4"``: MXFP4 instead (had_size 32/64/128 or none; `global_scale` unused), scales
+    uint8 E8M0 codes [..., K/32], swizzled [ceil(M/128)*128, ceil(K/128)*4].
     """
     if not (linear or swizzled):
         raise ValueError("ask for linear and/or swizzled scales")
     K = x.shape[-1]
-    check_shape(K, had_size, swizzle=swizzled)
-    r = had_size or BLOCK  # without rotation, a group is one scale block
+    check_shape(K, had_size, swizzle=swizzled, fmt=fmt)
+    block = scale_block(fmt)
+    scale_dtype = torch.uint8 if fmt == "mxfp4" else torch.float8_e4m3fn
+    r = had_size or block  # without rotation, a group is one scale block
     if x.dtype != torch.bfloat16:
         raise ValueError(f"x must be bf16, got {x.dtype}")
     lead = x.shape[:-1]
@@ -129,9 +145,9 @@ def quantize_nvfp4(
     gs = global_scale.reshape(1).to(torch.float32)
     if out is None:
         packed = torch.empty(M, K // 2, dtype=torch.uint8, device=dev)
-        s_lin = torch.empty(M, K // 16, dtype=torch.float8_e4m3fn, device=dev) if linear else None
+        s_lin = torch.empty(M, K // block, dtype=scale_dtype, device=dev) if linear else None
         s_sw = (
-            torch.empty(swizzled_shape(M, K), dtype=torch.float8_e4m3fn, device=dev)
+            torch.empty(swizzled_shape(M, K, block), dtype=scale_dtype, device=dev)
             if swizzled
             else None
         )
@@ -147,14 +163,16 @@ def quantize_nvfp4(
         x_ptr=x2, h_ptr=_hadamard(r, dev) if had_size else dummy, gs_ptr=gs, q_ptr=packed,
         s_ptr=s_lin.view(torch.uint8) if linear else dummy,
         sw_ptr=s_sw.view(torch.uint8) if swizzled else dummy,
-        n_groups=n_groups, groups_per_row=K // r, sw_col_blocks=swizzled_shape(M, K)[1] // 4,
+        n_groups=n_groups, groups_per_row=K // r,
+        sw_col_blocks=swizzled_shape(M, K, block)[1] // 4,
         R=r, BLOCK_G=block_g, ROTATE=bool(had_size),
         WRITE_LINEAR=linear, WRITE_SWIZZLED=swizzled, DOT_F32=INTERPRET,
+        MX=fmt == "mxfp4", SB=block,
         num_warps=num_warps, num_stages=num_stages,
     )  # fmt: skip
     packed = packed.reshape(*lead, K // 2)
     if linear:
-        s_lin = s_lin.reshape(*lead, K // 16)
+        s_lin = s_lin.reshape(*lead, K // block)
     if linear and swizzled:
         return packed, (s_lin, s_sw)
     return packed, (s_lin if linear else s_sw)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ...numerics import BLOCK
+from ...numerics import scale_block
 from ..tuning import device_key, fastest, remembered, source_hash
 from .candidates import QUANT_CANDIDATES, GemmConfig, default_gemm_config, gemm_candidates, m_bucket
 from .codec import INTERPRET
@@ -64,10 +64,17 @@ def tuned_gemm_config(a_packed, a_scales, b_packed, b_scales, *, verbose: bool =
     return GemmConfig(config)
 
 
-def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, verbose: bool = False,
-                       log: Callable[[str], object] = print) -> dict:  # fmt: skip
-    """Best of ``QUANT_CANDIDATES`` for (had_size, K, M rounded up to a power of two, device),
-    as keyword arguments of ``quantize_nvfp4``; where none runs, the kernel's own defaults."""
+def tuned_quant_config(
+    x: torch.Tensor,
+    had_size: int | None,
+    *,
+    fmt: str = "nvfp4",
+    verbose: bool = False,
+    log: Callable[[str], object] = print,
+) -> dict:
+    """Best of ``QUANT_CANDIDATES`` for (format, had_size, K, M rounded up to a power of two,
+    device), as keyword arguments of ``quantize_nvfp4``; where none runs, the kernel's own
+    defaults."""
     K = x.shape[-1]
     M = x.numel() // K
     if x.device.type != "cuda" or INTERPRET:
@@ -76,15 +83,15 @@ def tuned_quant_config(x: torch.Tensor, had_size: int | None, *, verbose: bool =
     candidates = [
         dict(block_elems=be, num_warps=nw, programs_per_sm=ps, num_stages=ns)
         for be, nw, ps, ns in QUANT_CANDIDATES
-        if be // (had_size or BLOCK) >= 16
+        if be // (had_size or scale_block(fmt)) >= 16
     ]
     kwargs = _remembered_fastest(
-        "triton_nvfp4_quantize",
+        f"triton_{fmt}_quantize",
         {"had": had_size, "K": K, "M": 1 << max(M - 1, 1).bit_length()},
         x.device,
         candidates,
-        lambda kwargs: partial(quantize_nvfp4, x, had_size, gs, **kwargs),
-        f"quantize r={had_size} M={M} K={K}",
+        lambda kwargs: partial(quantize_nvfp4, x, had_size, gs, fmt=fmt, **kwargs),
+        f"quantize {fmt} r={had_size} M={M} K={K}",
         log if verbose else None,
         fallback={},
     )
