@@ -158,7 +158,9 @@ def test_warm_and_cold_rows_are_drawn_apart_and_compared_in_the_summary():
     assert "events-cold-l2, fixed stopping" in figure._suptitle.get_text()
     matplotlib.pyplot.close(figure)
     shapes = pd.DataFrame({"N": [64], "K": [64], "users": ["tiny:o_proj"]})
-    accuracy = pd.DataFrame(columns=["N", "K", "had_size", "distribution", "err_output", "status"])
+    accuracy = pd.DataFrame(
+        columns=["N", "K", "format", "had_size", "distribution", "err_output", "status"]
+    )
     summary = plots.summary_table(rows, accuracy, shapes)
     summary = summary.set_index(["provider", "timing", "M"]).sort_index()
     gemm = summary.loc["nvfp4-cuda-noquant"]
@@ -173,6 +175,8 @@ def test_warm_and_cold_rows_are_drawn_apart_and_compared_in_the_summary():
 
 def test_one_method_adds_no_comparison_column():
     shapes = pd.DataFrame({"N": [64], "K": [64], "users": ["tiny:o_proj"]})
-    accuracy = pd.DataFrame(columns=["N", "K", "had_size", "distribution", "err_output", "status"])
+    accuracy = pd.DataFrame(
+        columns=["N", "K", "format", "had_size", "distribution", "err_output", "status"]
+    )
     summary = plots.summary_table(bench_rows("fixed"), accuracy, shapes)
     assert "cold_over_warm" not in summary.columns
