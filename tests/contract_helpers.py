@@ -64,3 +64,31 @@ def compiled_mma(capability: int, fmt: str = "nvfp4") -> list[str]:
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.split()
+
+
+def compiled_quantizer(capability: int, fmt: str, had_size: int) -> int:
+    """Compiles the Triton Hadamard + `fmt` quantizer (``triton_nvfp4.quantize``'s kernel, as
+    ``quantize_nvfp4`` launches it with 128 elements per group tile) for `capability`, in a
+    process without TRITON_INTERPRET; returns the PTX's length."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    block = 32 if fmt == "mxfp4" else 16
+    constexprs = dict(R=had_size, BLOCK_G=max(16, 2048 // had_size), ROTATE=True,
+                      WRITE_LINEAR=True, WRITE_SWIZZLED=fmt == "nvfp4", DOT_F32=False,
+                      MX=fmt == "mxfp4", SB=block)  # fmt: skip
+    script = f"""
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from nvfp4bench.kernels.triton_nvfp4.quantize import _quantize_kernel
+constexprs = {constexprs!r}
+signature = {{"x_ptr": "*bf16", "h_ptr": "*bf16", "gs_ptr": "*fp32", "q_ptr": "*u8",
+             "s_ptr": "*u8", "sw_ptr": "*u8", "n_groups": "i32", "groups_per_row": "i32",
+             "sw_col_blocks": "i32", **dict.fromkeys(constexprs, "constexpr")}}
+source = ASTSource(_quantize_kernel, signature, constexprs=constexprs)
+print(len(triton.compile(source, target=GPUTarget("cuda", {capability}, 32)).asm["ptx"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(done.stdout.split()[-1])

@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 import torch
-from contract_helpers import compiled_mma, measure
+from contract_helpers import compiled_mma, compiled_quantizer, measure
 from test_sweep import settings as sweep_settings
 
 from nvfp4bench import numerics, sweep
@@ -103,6 +103,13 @@ def test_what_triton_compiles_it_to(capability, instruction):
     """bf16 tensor cores after decoding below 10.0 (the H100: sm_90), the block-scaled FP4 MMA on
     10.x. The instructions depend on the Triton version; these are Triton 3.9's."""
     assert instruction in compiled_mma(capability, "mxfp4")
+
+
+@pytest.mark.parametrize("fmt, had_size", [("nvfp4", 16), ("nvfp4", 128), ("mxfp4", 32)])
+def test_the_quantizer_compiles_for_hopper(fmt, had_size):
+    """Both formats' quantizer is one kernel; the interpreter does not compile it, so compile it
+    for sm_90 here (a GPU run is the only other place a compile error would show)."""
+    assert compiled_quantizer(90, fmt, had_size) > 1000
 
 
 # ------------------------------------------------------------------------------------------------
