@@ -1,4 +1,5 @@
-"""The vLLM providers (``nvfp4``, ``nvfp4-noquant``) against a stand-in with vLLM's contract.
+"""The vLLM providers (``nvfp4``, ``nvfp4-noquant``) against a stand-in with vLLM's contract; the
+contract test below also runs the MXFP4 pair (``test_vllm_mxfp4_contract.py`` has the rest).
 
 No GPU that runs vLLM's CUTLASS FP4 GEMM has been available, so the provider code runs unchanged
 on the CPU against ``blackwell_standins`` (vLLM's signatures, dtypes, padding and output shapes at
@@ -16,10 +17,11 @@ import torch
 from blackwell_standins import install_vllm, registered_ops
 from contract_helpers import capability, measure
 
-from nvfp4bench.numerics import HAD_SIZES
+from nvfp4bench.numerics import HAD_SIZES, MX_HAD_SIZES
 from nvfp4bench.providers import get_provider
 
-# M and N not multiples of 128 (padded scale rows), M = 1 (decode); N a multiple of 32 (CUTLASS).
+# M and N not multiples of 128 (padded scale rows), M = 1 (decode); N a multiple of 32 (CUTLASS),
+# K / 32 a multiple of 4 (MXFP4's swizzled scales).
 SHAPES = [(1, 96, 256), (130, 224, 512)]
 
 
@@ -30,7 +32,11 @@ def vllm(monkeypatch):
 
 @pytest.mark.parametrize("M, N, K", SHAPES)
 @pytest.mark.parametrize(
-    "name, had_size", [("nvfp4", had) for had in HAD_SIZES] + [("nvfp4-noquant", None)]
+    "name, had_size",
+    [("nvfp4", had) for had in HAD_SIZES]
+    + [("nvfp4-noquant", None)]
+    + [("mxfp4", had) for had in MX_HAD_SIZES]
+    + [("mxfp4-noquant", None)],
 )
 def test_provider_meets_the_contract(vllm, name, had_size, M, N, K):
     row = measure(name, M, N, K, had_size)

@@ -63,3 +63,25 @@ def loads(what: str, attempt: Callable[[torch.device], object]) -> Check:
         return None
 
     return check
+
+
+def vllm_build(
+    needs: str, load: Callable[[], object], missing_ops: Callable[[], list[str]]
+) -> Check:
+    """What every vLLM provider checks first: a CUDA GPU (`needs` says which, in the reason),
+    vLLM's entry points importable (`load` imports them) and the registered ops they call present
+    (`missing_ops`: the qualified names of those absent)."""
+
+    def check(device: torch.device) -> str | None:
+        if compute_capability(device) is None:
+            return f"needs a CUDA GPU ({needs}) and vLLM; ran on {device.type}"
+        try:
+            load()
+        except Exception as error:  # ImportError, or a vLLM that fails to load
+            return one_line(f"vLLM not importable: {type(error).__name__}: {error}")
+        missing = missing_ops()
+        if missing:
+            return f"this vLLM build registers no {', '.join(missing)}"
+        return None
+
+    return check

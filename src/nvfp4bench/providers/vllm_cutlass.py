@@ -29,26 +29,29 @@ def _missing_ops() -> list[str]:
     return missing
 
 
-def _unavailable_reason(device: torch.device) -> str | None:
-    capability = requirements.compute_capability(device)
-    if capability is None:
-        return f"needs a CUDA GPU (compute capability >= 10.0) and vLLM; ran on {device.type}"
-    try:
-        from vllm import _custom_ops as ops
-        from vllm._custom_ops import fusedQuantizeNv  # noqa: F401
-        from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
-    except Exception as error:  # ImportError, or a vLLM that fails to load
-        return requirements.one_line(f"vLLM not importable: {type(error).__name__}: {error}")
-    missing = _missing_ops()
-    if missing:
-        return f"this vLLM build registers no {', '.join(missing)}"
-    sm = capability[0] * 10 + capability[1]
+def _load_entry_points() -> None:
+    from vllm._custom_ops import fusedQuantizeNv  # noqa: F401
+    from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
+
+
+def _cutlass_fp4_gemm(device: torch.device) -> str | None:
+    """vLLM's own answer: whether its CUTLASS FP4 GEMM was built for this GPU."""
+    from vllm import _custom_ops as ops
+
+    major, minor = requirements.compute_capability(device)
+    sm = major * 10 + minor
     if not ops.cutlass_scaled_mm_supports_fp4(sm):
         return (
             f"vLLM's cutlass_scaled_mm_supports_fp4({sm}) is False: no CUTLASS FP4 GEMM for "
-            f"compute capability {capability[0]}.{capability[1]} in this build"
+            f"compute capability {major}.{minor} in this build"
         )
     return None
+
+
+_unavailable_reason = requirements.first_reason(
+    requirements.vllm_build("compute capability >= 10.0", _load_entry_points, _missing_ops),
+    _cutlass_fp4_gemm,
+)
 
 
 def _quantize(x: torch.Tensor, hadamard: torch.Tensor, global_scale: torch.Tensor):

@@ -28,24 +28,29 @@ _QUTLASS_OPS = ("fusedQuantizeMxAbsMax", "matmul_mxf4_bf16_tn")
 BLACKWELL_MAJORS = (10, 12)
 
 
-def _unavailable_reason(device: torch.device) -> str | None:
-    capability = requirements.compute_capability(device)
-    if capability is None:
-        return f"needs a CUDA GPU (compute capability 10.x or 12.x) and vLLM; ran on {device.type}"
-    try:
-        from vllm._custom_ops import fusedQuantizeMx, matmul_mxf4_bf16_tn  # noqa: F401
-        from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
-    except Exception as error:  # ImportError, or a vLLM that fails to load
-        return requirements.one_line(f"vLLM not importable: {type(error).__name__}: {error}")
-    missing = [name for name in _QUTLASS_OPS if not hasattr(torch.ops._qutlass_C, name)]
-    if missing:
-        return f"this vLLM build registers no torch.ops._qutlass_C.{', '.join(missing)}"
-    if capability[0] not in BLACKWELL_MAJORS:
-        return (
-            f"needs compute capability 10.x or 12.x (qutlass's MXFP4 GEMM); this GPU is "
-            f"{capability[0]}.{capability[1]}"
-        )
-    return None
+def _load_entry_points() -> None:
+    from vllm._custom_ops import fusedQuantizeMx, matmul_mxf4_bf16_tn  # noqa: F401
+    from vllm.model_executor.layers.quantization.qutlass_utils import to_blocked  # noqa: F401
+
+
+def _missing_ops() -> list[str]:
+    return [
+        f"torch.ops._qutlass_C.{name}"
+        for name in _QUTLASS_OPS
+        if not hasattr(torch.ops._qutlass_C, name)
+    ]
+
+
+def _blackwell(device: torch.device) -> str | None:
+    major, minor = requirements.compute_capability(device)
+    needs = "needs compute capability 10.x or 12.x (qutlass's MXFP4 GEMM)"
+    return None if major in BLACKWELL_MAJORS else f"{needs}; this GPU is {major}.{minor}"
+
+
+_unavailable_reason = requirements.first_reason(
+    requirements.vllm_build("compute capability 10.x or 12.x", _load_entry_points, _missing_ops),
+    _blackwell,
+)
 
 
 def _quantize(x: torch.Tensor, hadamard: torch.Tensor):
