@@ -219,3 +219,14 @@ def test_front_page_says_which_rows_were_timed_cold_under_method_both():
     _, text = front_page([record], rows, ["torch-bf16"])
     assert "both: every row warm" in text and "up to M = 128, also cold" in text
     assert "cold_over_warm" in text
+
+
+def test_front_page_title_names_the_configured_formats():
+    rows = bench(("torch-bf16", None, 1, "ok", "", 0.02))
+    for configured, title in (
+        (["torch-bf16", "nvfp4-cuda"], "nvfp4-bench: NVFP4 against BF16 GEMMs"),
+        (["torch-bf16", "nvfp4", "mxfp4-triton"], "nvfp4-bench: NVFP4 and MXFP4 against BF16"),
+    ):
+        html, text = front_page([H100], rows, configured)
+        assert title in text and "System Message" not in html
+        assert ("MXFP4" in text) == ("mxfp4-triton" in configured)

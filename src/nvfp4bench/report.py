@@ -140,6 +140,12 @@ def _providers(bench: pd.DataFrame, configured: list[str]) -> dict:
     return {"timed": timed, **not_ok, "note": note}
 
 
+def _formats(providers: list[str]) -> str:
+    """The 4-bit formats of the configured providers, for the title: "NVFP4", "NVFP4 and MXFP4"."""
+    formats = dict.fromkeys(PROVIDERS[p].format for p in providers if p in PROVIDERS)
+    return " and ".join(f.upper() for f in formats if f) or "NVFP4"
+
+
 def run_description(
     records: list[dict],
     bench: pd.DataFrame,
@@ -167,6 +173,7 @@ def run_description(
         jobs=len(records),
         sweep_seconds=round(sum(r.get("sweep_seconds") or 0 for r in records)),
         baseline=baseline_name(),
+        formats=_formats(providers),
         providers=_providers(bench, providers),
         models=[
             {
