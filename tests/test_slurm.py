@@ -432,7 +432,9 @@ def test_cancelled_job_left_nothing_complete_and_only_it_was_redone(scenario):
     shape = (("K", str(K)), ("N", str(N)))
     forward = ("forward_pass", ("model", "tiny-llama"))  # the per-model table reads every shape
     # So do the summary and the report's front page.
-    expected = {("bench", *shape), ("plot_shape", *shape), ("summary",), ("describe_run",), forward}
+    throughput = ("plot_throughput", *shape, ("format", "nvfp4"))  # the shape's figure per format
+    expected = {("bench", *shape), ("plot_shape", *shape), throughput, ("summary",),
+                ("describe_run",), forward}  # fmt: skip
     assert redone == expected, redone
     files2 = result_files(scenario["works"]["slurm"])
     rewritten = {name for name, mtime in files1.items() if files2[name] != mtime}

@@ -315,6 +315,8 @@ def summary_table(
     table = table.merge(shapes[["N", "K", "users"]], on=["N", "K"], how="left")
     if (table["timing"] == COLD_L2).any():
         table = table.merge(_cold_over_warm(table), on=ROW_KEY, how="left")
+    if "format" not in accuracy:  # accuracy tables written before MXFP4 are NVFP4's
+        accuracy = accuracy.assign(format="nvfp4")
     ok = accuracy[accuracy["status"] == "ok"]
     index = ["N", "K", "format", "had_size"]
     errors = (
