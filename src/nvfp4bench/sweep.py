@@ -120,7 +120,7 @@ def run_shape(settings: SweepSettings, seconds: dict | None = None) -> pd.DataFr
     keys = plan(settings)
     reasons = availability(list(settings.providers), torch.device(settings.device))
     rows: dict[RowKey, dict] = {}
-    pending: dict[str, list[RowKey]] = {}
+    to_run: list[RowKey] = []  # in plan order: each provider's rows together
     for key in keys:
         if reasons[key.provider]:
             rows[key] = _row(settings, key, "skipped", reasons[key.provider])
@@ -128,11 +128,11 @@ def run_shape(settings: SweepSettings, seconds: dict | None = None) -> pd.DataFr
             reason = f"K={settings.K} is not a multiple of had_size={key.had_size}"
             rows[key] = _row(settings, key, "skipped", reason)
         else:
-            pending.setdefault(key.provider, []).append(key)
+            to_run.append(key)
     spent: dict[str, dict] = {}
     started = time.perf_counter()
-    with _prebuilding([get_provider(name) for name in pending], torch.device(settings.device)):
-        to_run = [key for provider_keys in pending.values() for key in provider_keys]
+    running = [get_provider(name) for name in dict.fromkeys(key.provider for key in to_run)]
+    with _prebuilding(running, torch.device(settings.device)):
         processes = _run_isolated(settings, to_run, rows, spent) if to_run else 0
     if seconds is not None:
         for name, parts in spent.items():
