@@ -36,6 +36,16 @@ def capability(monkeypatch, value: tuple[int, int] | None) -> None:
     monkeypatch.setattr(requirements, "compute_capability", lambda device: value)
 
 
+def pair_reason(monkeypatch, value: tuple[int, int] | None, name: str) -> str | None:
+    """The reason the provider pair `name`, `name`-noquant gives on a CUDA GPU of capability
+    `value` (None: none): the same for both, and one line."""
+    capability(monkeypatch, value)
+    cuda = torch.device("cuda")
+    (text,) = {get_provider(n).unavailable_reason(cuda) for n in (name, f"{name}-noquant")}
+    assert text is None or "\n" not in text
+    return text
+
+
 def contract_cases(name: str, decode_shape: tuple, larger_shape: tuple):
     """The cases of one NVFP4 provider pair, as (name, had_size, (M, N, K)) parameters: every had
     size (and none) and the noquant GEMM on a decode shape, then both on a larger shape (a second

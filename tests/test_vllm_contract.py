@@ -15,10 +15,9 @@ import sys
 import pytest
 import torch
 from blackwell_standins import install_vllm, registered_ops
-from contract_helpers import capability, measure
+from contract_helpers import measure, pair_reason
 
 from nvfp4bench.numerics import HAD_SIZES, MX_HAD_SIZES
-from nvfp4bench.providers import get_provider
 
 # M and N not multiples of 128 (padded scale rows), M = 1 (decode); N a multiple of 32 (CUTLASS),
 # K / 32 a multiple of 4 (MXFP4's swizzled scales).
@@ -95,15 +94,9 @@ def test_a_wrong_call_fails_the_contract(vllm, monkeypatch, mutation):
 # availability
 # ------------------------------------------------------------------------------------------------
 
-CUDA = torch.device("cuda")
-
 
 def reason(monkeypatch, value):
-    capability(monkeypatch, value)
-    reasons = {get_provider(name).unavailable_reason(CUDA) for name in ("nvfp4", "nvfp4-noquant")}
-    (text,) = reasons
-    assert text is None or "\n" not in text
-    return text
+    return pair_reason(monkeypatch, value, "nvfp4")
 
 
 def test_without_vllm_the_rows_say_so(monkeypatch):

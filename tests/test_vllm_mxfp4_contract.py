@@ -7,11 +7,8 @@ abs_max rule), through the sweep's own ``prepare()``, ``run()`` and float64 chec
 from __future__ import annotations
 
 import pytest
-import torch
 from blackwell_standins import install_vllm, registered_ops
-from contract_helpers import capability, measure
-
-from nvfp4bench.providers import get_provider
+from contract_helpers import measure, pair_reason
 
 
 @pytest.fixture
@@ -59,15 +56,8 @@ def test_a_wrong_call_fails_the_contract(vllm, monkeypatch, mutation):
     assert measure("mxfp4", *shape, 32)["status"] != "ok", f"{mutation} went unnoticed"
 
 
-CUDA = torch.device("cuda")
-
-
 def reason(monkeypatch, value):
-    capability(monkeypatch, value)
-    reasons = {get_provider(name).unavailable_reason(CUDA) for name in ("mxfp4", "mxfp4-noquant")}
-    (text,) = reasons
-    assert text is None or "\n" not in text
-    return text
+    return pair_reason(monkeypatch, value, "mxfp4")
 
 
 def test_a_build_without_the_ops_is_skipped_with_their_names(vllm, monkeypatch):
