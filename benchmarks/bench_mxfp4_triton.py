@@ -23,6 +23,7 @@ import sys
 
 import pandas as pd
 import torch
+from bench_log import appending_log
 
 LAYERS = {  # Llama-3.3-70B, TP1: (N, K) of the fused linears
     "qkv": (10240, 8192),
@@ -59,12 +60,7 @@ def main(argv=None) -> int:
     from nvfp4bench.sweep import SweepSettings, run_shape
 
     os.makedirs(args.out, exist_ok=True)
-    log_file = open(os.path.join(args.out, "bench_mxfp4_triton.log"), "a")
-
-    def log(message: str) -> None:
-        print(message, flush=True)
-        log_file.write(message + "\n")
-        log_file.flush()
+    log = appending_log(os.path.join(args.out, "bench_mxfp4_triton.log"))
 
     major, minor = torch.cuda.get_device_capability()
     log(f"{torch.cuda.get_device_name()} (sm_{major}{minor}), torch {torch.__version__}, "

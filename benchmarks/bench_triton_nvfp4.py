@@ -32,6 +32,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from bench_log import appending_log
 
 from nvfp4bench.kernels.tuning import forget, time_graph
 
@@ -203,12 +204,7 @@ def main(argv=None) -> int:
         print("needs a CUDA GPU", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
-    log_f = open(os.path.join(args.out, "bench_triton_nvfp4.log"), "a")
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
-        log_f.write(msg + "\n")
-        log_f.flush()
+    log = appending_log(os.path.join(args.out, "bench_triton_nvfp4.log"))
 
     args.log = log
 
