@@ -1,6 +1,7 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nvfp4bench import config as cfg
@@ -57,7 +58,8 @@ def test_cpu_sweep_rows_schema_and_values():
     assert (bf16["timing"] == "cpu-wall").all()
     # each row says how it stopped, how many calls it timed and how noisy its median is
     assert (bf16["stopping"] == "fixed").all() and (bf16["samples"] >= 2).all()
-    assert ((bf16["noise"] >= 0) & (bf16["noise"] < 1)).all()
+    # a loaded machine can make one CPU sample many times the median, so only the bounds hold
+    assert (np.isfinite(bf16["noise"]) & (bf16["noise"] > 0)).all()
     nvfp4 = frame[frame["provider"] == "nvfp4"]
     assert (nvfp4["status"] == "skipped").all()
     assert nvfp4["reason"].str.contains("compute capability").all()
