@@ -77,25 +77,19 @@ def fp4_pair(
     activation inside the timed call, then runs the GEMM (timed per Hadamard size); `name`-noquant
     times the GEMM alone on an activation quantized beforehand (once per batch size).
     ``make_prepare(quantize_activation)`` builds each one's ``prepare``."""
+    # (name, description, quantizes the activation in the timed call)
+    roles = ((name, description, True), (f"{name}-noquant", noquant_description, False))
     return [
         Provider(
-            name=name,
-            description=description,
-            uses_had_size=True,
+            name=role_name,
+            description=role_description,
+            uses_had_size=quantizes,
             unavailable_reason=unavailable_reason,
-            prepare=make_prepare(True),
+            prepare=make_prepare(quantizes),
             prebuild=prebuild,
             format=format,
-        ),
-        Provider(
-            name=f"{name}-noquant",
-            description=noquant_description,
-            uses_had_size=False,
-            unavailable_reason=unavailable_reason,
-            prepare=make_prepare(False),
-            prebuild=prebuild,
-            format=format,
-        ),
+        )
+        for role_name, role_description, quantizes in roles
     ]
 
 

@@ -124,14 +124,9 @@ def _make_prepare(quantize_activation: bool):
         out = torch.empty(M, N, dtype=torch.bfloat16, device=a.device)
         gemm, kernel = _gemm(a_packed, a_scales, b_packed, b_scales, weight, N, K, out)
         q_buf = (torch.empty_like(a_packed), torch.empty_like(a_scales))
-
-        return nvfp4_prepared(
-            gemm,
-            (lambda: quantize_nvfp4(a16, r, gs, out=q_buf)) if quantize_activation else None,
-            (a_packed, a_scales),
-            (a_packed, a_scales, b_packed, b_scales),
-            kernel,
-        )
+        quantize = (lambda: quantize_nvfp4(a16, r, gs, out=q_buf)) if quantize_activation else None
+        operands = (a_packed, a_scales, b_packed, b_scales)
+        return nvfp4_prepared(gemm, quantize, (a_packed, a_scales), operands, kernel)
 
     return prepare
 

@@ -102,14 +102,12 @@ def _make_prepare(quantize_activation: bool):
 
             prequantized = (a_packed, a_scales)
 
+        def quantize():
+            return quantize_nvfp4(a16, r, gs, **quantized, **quant_config)
+
+        operands = (a_packed, a_scales, b_packed, b_scales)
         return nvfp4_prepared(
-            gemm,
-            (lambda: quantize_nvfp4(a16, r, gs, **quantized, **quant_config))
-            if quantize_activation
-            else None,
-            prequantized,
-            (a_packed, a_scales, b_packed, b_scales),
-            kernel,
+            gemm, quantize if quantize_activation else None, prequantized, operands, kernel
         )
 
     return prepare

@@ -61,10 +61,7 @@ def _load_operand(ptrs, s_ptrs, plane, ROWS: tl.constexpr, BLOCK_K: tl.constexpr
 
 @triton.jit
 def _gemm_kernel(
-    a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, ws_ptr, alpha_ptr,
-    M, N, K,
-    stride_am, stride_asm, stride_bn, stride_bsn, stride_cm,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ptrs, sizes, strides, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
     USE_ASM: tl.constexpr, B_PLANES: tl.constexpr, A_PLANES: tl.constexpr,
 ):  # fmt: skip
@@ -75,7 +72,13 @@ def _gemm_kernel(
     B_PLANES: b_ptr is B already decoded (``_planes_kernel``), fp16 [2, N, K/2] (even elements,
     odd elements; value q * s * 2**-7; stride_bn in elements), loaded straight into shared memory
     by the software pipeline; only A is decoded here. A_PLANES likewise for A (then the loop is a
-    plain fp16 GEMM)."""
+    plain fp16 GEMM).
+
+    ``ptrs``, ``sizes`` and ``strides`` are the tuples ``nvfp4_gemm`` passes to both kernels
+    (Triton specializes each element as it would a separate argument)."""
+    a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, ws_ptr, alpha_ptr = ptrs
+    M, N, K = sizes
+    stride_am, stride_asm, stride_bn, stride_bsn, stride_cm = strides
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -177,10 +180,7 @@ def _add_f16(x, y):
 
 @triton.jit
 def _gemv_kernel(
-    a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, ws_ptr, alpha_ptr,
-    M, N, K,
-    stride_am, stride_asm, stride_bn, stride_bsn, stride_cm,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
+    ptrs, sizes, strides, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
     USE_ASM: tl.constexpr, MODE: tl.constexpr,
 ):  # fmt: skip
     """One activation row (program_id 0, fastest: the rows sharing a weight tile run together and
@@ -190,6 +190,9 @@ def _gemv_kernel(
     the end. MODE 1: fp32 sum over each 16-block, then times s_b. MODE 2: E2M1 x E2M1 products and
     their sums over each half block (8 values) in fp16 - exact: |sum| <= 8 * 18 in steps of 1/8 -
     then fp32 times s_a * s_b."""
+    a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, ws_ptr, alpha_ptr = ptrs
+    M, N, K = sizes
+    stride_am, stride_asm, stride_bn, stride_bsn, stride_cm = strides
     m = tl.program_id(0).to(tl.int64)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -343,31 +346,29 @@ def nvfp4_gemm(
     a_s = a_scales.view(torch.uint8)
     b_s = b_scales.view(torch.uint8)
     use_asm = cfg.get("use_asm", False)
+    gemv = cfg["kernel"] == "gemv"
+    b_planes = not gemv and bool(cfg.get("b_planes", False))
+    a_planes = not gemv and bool(cfg.get("a_planes", False))
+    # An operand decoded beforehand is read as fp16 planes, K/2 elements per row.
+    a_op, stride_am = a_packed, a_packed.stride(0)
+    b_op, stride_bn = b_packed, b_packed.stride(0)
+    if a_planes:
+        a_op, stride_am = decode_planes(a_packed, a_scales, use_asm=use_asm), K // 2
+    if b_planes:
+        b_op, stride_bn = decode_planes(b_packed, b_scales, use_asm=use_asm), K // 2
     operands = dict(
-        a_ptr=a_packed, as_ptr=a_s, b_ptr=b_packed, bs_ptr=b_s, c_ptr=out,
-        ws_ptr=ws if ws is not None else out, alpha_ptr=alpha, M=M, N=N, K=K,
-        stride_am=a_packed.stride(0), stride_asm=a_s.stride(0), stride_bn=b_packed.stride(0),
-        stride_bsn=b_s.stride(0), stride_cm=out.stride(0),
+        ptrs=(a_op, a_s, b_op, b_s, out, ws if ws is not None else out, alpha),
+        sizes=(M, N, K),
+        strides=(stride_am, a_s.stride(0), stride_bn, b_s.stride(0), out.stride(0)),
         BLOCK_N=cfg["block_n"], BLOCK_K=bk, SPLIT_K=split_k, USE_ASM=use_asm,
         num_warps=cfg.get("num_warps", 4),
     )  # fmt: skip
-    if cfg["kernel"] == "gemv":
+    if gemv:
         grid = (M, triton.cdiv(N, cfg["block_n"]), split_k)
         kernel = _gemv_kernel[grid](
             **operands, MODE=cfg.get("mode", 2), num_stages=cfg.get("num_stages", 1)
         )
     else:
-        b_planes = bool(cfg.get("b_planes", False))
-        a_planes = bool(cfg.get("a_planes", False))
-        # An operand decoded beforehand is read as fp16 planes, K/2 elements per row.
-        if b_planes:
-            operands.update(
-                b_ptr=decode_planes(b_packed, b_scales, use_asm=use_asm), stride_bn=K // 2
-            )
-        if a_planes:
-            operands.update(
-                a_ptr=decode_planes(a_packed, a_scales, use_asm=use_asm), stride_am=K // 2
-            )
         grid = (triton.cdiv(M, cfg["block_m"]) * triton.cdiv(N, cfg["block_n"]), split_k)
         kernel = _gemm_kernel[grid](
             **operands, BLOCK_M=cfg["block_m"], GROUP_M=cfg.get("group_m", 8),
