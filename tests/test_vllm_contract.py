@@ -123,12 +123,18 @@ def test_a_build_without_the_ops_is_skipped_with_their_names(vllm, monkeypatch):
 def test_the_capability_gate_is_vllms_own(vllm, monkeypatch, quantize_op, gpu, runs):
     with registered_ops(qutlass_ops=(quantize_op,)):
         text = reason(monkeypatch, gpu)
-    sm = gpu[0] * 10 + gpu[1]
     if runs:
         assert text is None
+        # from Blackwell on vLLM's answer decides: a vLLM that says no is believed
+        monkeypatch.setattr(vllm.custom_ops, "cutlass_scaled_mm_supports_fp4", lambda sm: False)
+        with registered_ops(qutlass_ops=(quantize_op,)):
+            text = reason(monkeypatch, gpu)
+        assert text.startswith(f"vLLM's cutlass_scaled_mm_supports_fp4({gpu[0]}{gpu[1]}) is False")
     else:
-        assert text.startswith(f"vLLM's cutlass_scaled_mm_supports_fp4({sm}) is False")
-    # vLLM's answer, not ours: a vLLM that says no is believed
-    monkeypatch.setattr(vllm.custom_ops, "cutlass_scaled_mm_supports_fp4", lambda sm: False)
-    with registered_ops(qutlass_ops=(quantize_op,)):
-        assert reason(monkeypatch, gpu).startswith("vLLM's cutlass_scaled_mm_supports_fp4")
+        assert text == f"needs compute capability >= 10.0; this GPU is {gpu[0]}.{gpu[1]}"
+
+
+def test_on_hopper_without_vllm_the_reason_names_the_gpu(monkeypatch):
+    """The GPU, not the missing vLLM, is what a Hopper user must change."""
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    assert reason(monkeypatch, (9, 0)) == "needs compute capability >= 10.0; this GPU is 9.0"

@@ -66,15 +66,23 @@ def loads(what: str, attempt: Callable[[torch.device], object]) -> Check:
 
 
 def vllm_build(
-    needs: str, load: Callable[[], object], missing_ops: Callable[[], list[str]]
+    needs: str,
+    capable: Callable[[tuple[int, int]], bool],
+    load: Callable[[], object],
+    missing_ops: Callable[[], list[str]],
 ) -> Check:
-    """What every vLLM provider checks first: a CUDA GPU (`needs` says which, in the reason),
-    vLLM's entry points importable (`load` imports them) and the registered ops they call present
-    (`missing_ops`: the qualified names of those absent)."""
+    """What every vLLM provider checks first: a CUDA GPU of a compute capability its kernels are
+    built for (`capable`; `needs` says which, in the reason, so that a Hopper user reads that the
+    GPU, not a missing vLLM, keeps these rows from running), vLLM's entry points importable
+    (`load` imports them) and the registered ops they call present (`missing_ops`: the qualified
+    names of those absent)."""
 
     def check(device: torch.device) -> str | None:
-        if compute_capability(device) is None:
+        cap = compute_capability(device)
+        if cap is None:
             return f"needs a CUDA GPU ({needs}) and vLLM; ran on {device.type}"
+        if not capable(cap):
+            return f"needs {needs}; this GPU is {cap[0]}.{cap[1]}"
         try:
             load()
         except Exception as error:  # ImportError, or a vLLM that fails to load

@@ -49,7 +49,13 @@ def _cutlass_fp4_gemm(device: torch.device) -> str | None:
 
 
 _unavailable_reason = requirements.first_reason(
-    requirements.vllm_build("compute capability >= 10.0", _load_entry_points, _missing_ops),
+    # CUTLASS's FP4 GEMM exists from Blackwell on; vLLM's own answer decides there
+    requirements.vllm_build(
+        "compute capability >= 10.0",
+        lambda capability: capability >= (10, 0),
+        _load_entry_points,
+        _missing_ops,
+    ),
     _cutlass_fp4_gemm,
 )
 

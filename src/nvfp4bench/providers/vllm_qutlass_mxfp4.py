@@ -41,15 +41,11 @@ def _missing_ops() -> list[str]:
     ]
 
 
-def _blackwell(device: torch.device) -> str | None:
-    major, minor = requirements.compute_capability(device)
-    needs = "needs compute capability 10.x or 12.x (qutlass's MXFP4 GEMM)"
-    return None if major in BLACKWELL_MAJORS else f"{needs}; this GPU is {major}.{minor}"
-
-
-_unavailable_reason = requirements.first_reason(
-    requirements.vllm_build("compute capability 10.x or 12.x", _load_entry_points, _missing_ops),
-    _blackwell,
+_unavailable_reason = requirements.vllm_build(
+    "compute capability 10.x or 12.x (qutlass's MXFP4 GEMM)",
+    lambda capability: capability[0] in BLACKWELL_MAJORS,
+    _load_entry_points,
+    _missing_ops,
 )
 
 
