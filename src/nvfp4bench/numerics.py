@@ -30,8 +30,6 @@ from __future__ import annotations
 import math
 
 import torch
-from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8
-from compressed_tensors.transform.utils.hadamard import deterministic_hadamard_matrix
 
 __all__ = [
     "BLOCK",
@@ -85,6 +83,10 @@ def hadamard_matrix(had_size: int, dtype=torch.bfloat16, device=None) -> torch.T
     +-bf16(r**-0.5), which is exact for r = 16, 64 and not for 32, 128 (H @ H.T ~ 0.99978 I there).
     Symmetric.
     """
+    # Imported here: compressed-tensors imports transformers (about 4 s), and every Snakemake
+    # start-up (it reads FORMATS and BLOCK) imports this module.
+    from compressed_tensors.transform.utils.hadamard import deterministic_hadamard_matrix
+
     kwargs = {} if device is None else {"device": device}
     return deterministic_hadamard_matrix(had_size, dtype, **kwargs) * had_size**-0.5
 
@@ -282,6 +284,8 @@ def _unpack_codes(packed: torch.Tensor, scales: torch.Tensor, block: int) -> tor
             f"scales shape {tuple(scales.shape)} does not match packed shape {tuple(packed.shape)} "
             f"(expected {(*lead, K // block)})"
         )
+    from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8  # as above
+
     rows = math.prod(lead)
     q = unpack_fp4_from_uint8(packed.reshape(rows, K // 2), rows, K, dtype=torch.float32)
     return q.reshape(rows, K // block, block)

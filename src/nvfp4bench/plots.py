@@ -14,34 +14,12 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import io  # noqa: E402
+from .labels import shape_label, shape_users, short_users  # noqa: E402
 from .providers import PROVIDERS, baseline_name  # noqa: E402
 
 # Wrap text under a figure to this many characters: readable where the report shows the figure
 # about 900 pixels wide (a 1280-pixel screen less the report's sidebar).
 NOTE_WIDTH = 110
-
-
-def shape_users(shapes: pd.DataFrame, N: int, K: int) -> str:
-    match = shapes[(shapes["N"] == N) & (shapes["K"] == K)]
-    return str(match["users"].iloc[0]) if len(match) else ""
-
-
-def short_users(users: str, limit: int | None = 3) -> str:
-    """The layers of a shape without the models' orgs, at most `limit` (None: all) then
-    "+n more": "org/Model:layer@tp2; ..." -> "Model:layer@tp2, ..."."""
-    names = []
-    for user in filter(None, (u.strip() for u in str(users).split(";"))):
-        model, _, layer = user.rpartition(":")
-        names.append(f"{model.rstrip('/').rsplit('/', 1)[-1]}:{layer}" if model else user)
-    limit = len(names) if limit is None else limit
-    more = f", +{len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def shape_label(users: str, N: int, K: int) -> str:
-    """How a shape is named in figures and the report: its layers, then N x K."""
-    layers = short_users(users)
-    return f"{layers} ({N}×{K})" if layers else f"{N}×{K}"
 
 
 def with_format(bench: pd.DataFrame) -> pd.DataFrame:

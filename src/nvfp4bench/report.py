@@ -13,7 +13,7 @@ import jinja2
 import pandas as pd
 
 from . import io
-from .plots import shape_label, shape_users, short_users
+from .labels import shape_label, shape_users, short_users
 from .providers import PROVIDERS, baseline_name
 
 # How each timing method measures, in the words of the README's Timing section.
