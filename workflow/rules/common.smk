@@ -19,8 +19,10 @@ configfile: "config.yaml"
 cfg.check_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 cfg.check_providers(config)
 # (model, tp) pairs whose layers the TP size cannot split: skipped with one warning line each and
-# listed in results/shapes/skipped_tp.tsv; the rest runs.
-SKIPPED_TP = cfg.check_models(config)
+# listed in results/shapes/skipped_tp.tsv; the rest runs. A SLURM job's own Snakemake, which
+# reads this file again to run that one job, skips the check (transformers, about 4 s a job):
+# the run that submitted it checked the models, and no submitted rule reads the pairs.
+SKIPPED_TP = cfg.check_models(config) if workflow.is_main_process else []
 for _model, _tp, _reason in SKIPPED_TP:
     print(f"warning: skipped tp={_tp} for {_reason}", file=sys.stderr)
 
