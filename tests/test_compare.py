@@ -164,9 +164,9 @@ def test_two_real_cpu_runs_compare_by_structure(tmp_path):
     model = tiny_llama(tmp_path / "models" / "tiny-a", hidden=256, intermediate=512)
     config = small_config([model], providers=["torch-bf16", "nvfp4"], had_sizes=[16])
     targets = ["results/cpu/bench/n256_k256.tsv", "results/cpu/bench/n512_k256.tsv"]
-    snakemake(work, config, "--cores", "1", *targets)
+    snakemake(work, config, "--cores", "2", *targets)
     shutil.copytree(work / "results" / "cpu", tmp_path / "A")
-    snakemake(work, config, "--cores", "1", "--forceall", *targets)
+    snakemake(work, config, "--cores", "2", "--forceall", *targets)
     out = tmp_path / "comparison.tsv"
     script = Path(sys.executable).parent / "nvfp4bench-compare"  # the installed entry point
     result = subprocess.run(

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -201,7 +202,11 @@ def compiled(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NVFP4BENCH_CACHE", str(folder))
-        cubins = {v: cn.compile_variant(v, "sm_90") for v in cn.GEMM_VARIANTS + cn.QUANT_VARIANTS}
+        variants = cn.GEMM_VARIANTS + cn.QUANT_VARIANTS
+        # NVRTC releases the GIL: threads compile side by side (each variant its own cache file)
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            built = pool.map(partial(cn.compile_variant, arch="sm_90"), variants)
+            cubins = dict(zip(variants, built, strict=True))
     return folder, cubins
 
 
