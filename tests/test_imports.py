@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from graphlib import CycleError, TopologicalSorter
@@ -67,3 +68,31 @@ def test_every_module_imports_alone():
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_snakemake_start_imports_no_plotting_or_compressed_tensors():
+    """Every Snakemake start, every dry run and every SLURM job's own Snakemake imports what
+    workflow/rules/common.smk imports and what its config checks load. matplotlib and
+    compressed-tensors (which imports transformers' model code) stay out: seconds each."""
+    common = (PACKAGE.parents[1] / "workflow" / "rules" / "common.smk").read_text()
+    workflow = set(re.findall(r"^from (nvfp4bench[\w.]*) import", common, re.MULTILINE))
+    assert "nvfp4bench.report" in workflow  # the parse above read the imports
+    # what check_schema, check_providers and check_models import when called
+    loaded = sorted(workflow | {"nvfp4bench.providers", "nvfp4bench.numerics"})
+    script = (
+        "import importlib, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    importlib.import_module(name)\n"
+        "print(*sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'seaborn',"
+        " 'compressed_tensors'}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), *sys.path]))
+    result = subprocess.run(
+        [sys.executable, "-c", script, *loaded],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == []
