@@ -50,6 +50,20 @@ def test_the_package_has_no_import_cycle():
         raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
 
 
+def _fresh_python(script: str, modules: list[str]) -> str:
+    """Run `script` with the module names as arguments in a fresh interpreter; its stdout."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), *sys.path]))
+    result = subprocess.run(
+        [sys.executable, "-c", script, *modules],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def test_every_module_imports_alone():
     """Each module in a fresh interpreter, imported before any other module of the package."""
     script = (
@@ -59,15 +73,7 @@ def test_every_module_imports_alone():
         "        del sys.modules[loaded]\n"
         "    importlib.import_module(name)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), *sys.path]))
-    result = subprocess.run(
-        [sys.executable, "-c", script, *_modules()],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    _fresh_python(script, list(_modules()))
 
 
 def test_a_snakemake_start_imports_no_plotting_or_compressed_tensors():
@@ -78,7 +84,7 @@ def test_a_snakemake_start_imports_no_plotting_or_compressed_tensors():
     workflow = set(re.findall(r"^from (nvfp4bench[\w.]*) import", common, re.MULTILINE))
     assert "nvfp4bench.report" in workflow  # the parse above read the imports
     # what check_schema, check_providers and check_models import when called
-    loaded = sorted(workflow | {"nvfp4bench.providers", "nvfp4bench.numerics"})
+    checks = {"nvfp4bench.providers", "nvfp4bench.numerics", "nvfp4bench.models"}
     script = (
         "import importlib, sys\n"
         "for name in sys.argv[1:]:\n"
@@ -86,13 +92,4 @@ def test_a_snakemake_start_imports_no_plotting_or_compressed_tensors():
         "print(*sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'seaborn',"
         " 'compressed_tensors'}))\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), *sys.path]))
-    result = subprocess.run(
-        [sys.executable, "-c", script, *loaded],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == []
+    assert _fresh_python(script, sorted(workflow | checks)).split() == []
